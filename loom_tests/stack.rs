@@ -1,0 +1,437 @@
+//! Loom models of `TreiberStack`, for each reclamation scheme, and of a
+//! deliberately broken copy that loom must catch.
+//!
+//! Run with `RUSTFLAGS="--cfg loom" cargo test --release --test loom_stack`.
+//!
+//! # What each model checks
+//!
+//! Every model starts a few threads, each running a short list of `push` and
+//! `pop` calls, and checks, in every execution loom explores:
+//!
+//! - every value is popped exactly once or remains in the stack, and is
+//!   dropped exactly once (a [`Ledger`] counts drops);
+//! - the outcome (what each pop returned, what remained) is one that some
+//!   sequential order of the same calls produces (linearizability of every
+//!   explored execution);
+//! - over all executions, the set of outcomes seen equals the set of all
+//!   sequentially possible ones, so a model that explored too little fails.
+//!
+//! Loom itself checks, in each execution, that every access to a tracked
+//! cell (a node's value and `next`) is ordered by happens-before after its
+//! write: a too weak `Release`/`Acquire` pair is a "causality violation".
+//!
+//! # What loom checks of each scheme, and what it cannot
+//!
+//! - **[`Hazard`]**: haphazard switches to loom's atomics under `cfg(loom)`, so
+//!   loom sees the whole protocol: the hazard announcement, the validating
+//!   re-load, the `SeqCst` fences, and the reclamation scan. Under loom the
+//!   crate reclaims eagerly after each retire, and reclamation poisons the
+//!   node (a tracked write to its `Liveness`) instead of freeing it, so a node
+//!   read after it was reclaimed is a loom report. Models stay at 2 threads:
+//!   with 3, haphazard's `try_acquire_available` spins without yielding and
+//!   loom stops at its branch limit.
+//! - **[`Epoch`]** under plain `--cfg loom`: crossbeam-epoch's own atomics are
+//!   `std`'s and invisible to loom, and it would run deferred destructors on
+//!   other loom threads with their ordering hidden. So these runs leak retired
+//!   nodes: they check the stack's own orderings and its logic, not the
+//!   reclamation. Each model uses a `Collector` of its own (the default
+//!   `pin()` shares one thread-local handle between loom's threads, which are
+//!   coroutines on one OS thread).
+//! - **[`Epoch`]** under `--cfg loom --cfg crossbeam_loom`: crossbeam-epoch is
+//!   built on loom's atomics too, retired nodes are really reclaimed
+//!   (poisoned) by deferred functions, and loom checks the epoch protocol as
+//!   well. `.ci/run` runs this second configuration.
+//! - Loom explores interleavings up to a preemption bound (2 by default, see
+//!   `common::model`) and models the C11 memory model for loom's atomics; it
+//!   does not model hardware beyond that, nor `SeqCst` fences' full strength
+//!   in every case (loom documents its `SeqCst` modelling as approximate).
+#![cfg(loom)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
+
+use common::{model, Ledger, Outcomes, Tracked};
+use loom::cell::UnsafeCell;
+use loom::sync::Arc;
+use loom::thread;
+use vvmalloc::raw::{free_node, AtomicPtr, Liveness, Retirable};
+use vvmalloc::reclaim::{Domain, Epoch, Hazard, Leak, Reclaim};
+use vvmalloc::TreiberStack;
+
+/// One call of a model thread.
+#[derive(Clone, Copy, Debug)]
+enum Op {
+    Push(usize),
+    Pop,
+}
+
+/// What an execution produced: each thread's pop results, and what remained
+/// (top first).
+type Outcome = (Vec<Vec<Option<usize>>>, Vec<usize>);
+
+/// The stack interface the models drive: the real stack and the seeded copy.
+trait Stack: Send + Sync + 'static {
+    fn new() -> Self;
+    fn push(&self, v: Tracked);
+    fn pop(&self) -> Option<Tracked>;
+}
+
+impl<R: Reclaim> Stack for TreiberStack<Tracked, R> {
+    fn new() -> Self {
+        TreiberStack::new()
+    }
+    fn push(&self, v: Tracked) {
+        TreiberStack::push(self, v)
+    }
+    fn pop(&self) -> Option<Tracked> {
+        TreiberStack::pop(self)
+    }
+}
+
+/// Every outcome some sequential order of the threads' calls produces.
+fn sequential_outcomes(initial: &[usize], threads: &[Vec<Op>]) -> BTreeSet<Outcome> {
+    fn go(
+        stack: &mut Vec<usize>,
+        threads: &[Vec<Op>],
+        next: &mut Vec<usize>,
+        results: &mut Vec<Vec<Option<usize>>>,
+        out: &mut BTreeSet<Outcome>,
+    ) {
+        let mut done = true;
+        for t in 0..threads.len() {
+            if next[t] == threads[t].len() {
+                continue;
+            }
+            done = false;
+            let op = threads[t][next[t]];
+            next[t] += 1;
+            match op {
+                Op::Push(id) => {
+                    stack.push(id);
+                    go(stack, threads, next, results, out);
+                    stack.pop();
+                }
+                Op::Pop => {
+                    let got = stack.pop();
+                    results[t].push(got);
+                    go(stack, threads, next, results, out);
+                    results[t].pop();
+                    if let Some(id) = got {
+                        stack.push(id);
+                    }
+                }
+            }
+            next[t] -= 1;
+        }
+        if done {
+            out.insert((results.clone(), stack.iter().rev().copied().collect()));
+        }
+    }
+    let mut out = BTreeSet::new();
+    go(
+        &mut initial.to_vec(),
+        threads,
+        &mut vec![0; threads.len()],
+        &mut vec![Vec::new(); threads.len()],
+        &mut out,
+    );
+    out
+}
+
+/// Runs `threads` (one loom thread each) against a stack holding `initial`
+/// (pushed in order), checking the invariants in the module docs.
+fn check<S: Stack>(initial: &[usize], threads: &[Vec<Op>]) {
+    let expected = sequential_outcomes(initial, threads);
+    let ids = initial.len()
+        + threads
+            .iter()
+            .flatten()
+            .filter(|op| matches!(op, Op::Push(_)))
+            .count();
+    let outcomes = Outcomes::new();
+    let (initial, threads) = (initial.to_vec(), threads.to_vec());
+    let seen = outcomes.clone();
+    let possible = expected.clone();
+    model(move || {
+        let ledger = Ledger::new(ids);
+        let stack = Arc::new(S::new());
+        for &id in &initial {
+            stack.push(ledger.value(id));
+        }
+        let handles: Vec<_> = threads
+            .iter()
+            .map(|ops| {
+                let (stack, ledger, ops) = (stack.clone(), ledger.clone(), ops.clone());
+                thread::spawn(move || {
+                    let mut popped = Vec::new();
+                    for op in ops {
+                        match op {
+                            Op::Push(id) => stack.push(ledger.value(id)),
+                            Op::Pop => popped.push(stack.pop().map(|v| v.id)),
+                        }
+                    }
+                    popped
+                })
+            })
+            .collect();
+        let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let rest: Vec<usize> = std::iter::from_fn(|| stack.pop()).map(|v| v.id).collect();
+        let outcome = (results, rest);
+        assert!(
+            possible.contains(&outcome),
+            "not linearizable: {outcome:?} is no sequential outcome"
+        );
+        seen.record(outcome);
+        drop(stack);
+        ledger.assert_all_dropped_once();
+    });
+    outcomes.assert_saw(&expected.into_iter().collect::<Vec<_>>());
+}
+
+use Op::{Pop, Push};
+
+/// A pop races a push on a one-element stack: the popper gets either value.
+fn push_races_pop<S: Stack>() {
+    check::<S>(&[0], &[vec![Push(1)], vec![Pop]]);
+}
+
+/// Two pops race on a two-element stack: each value is taken once. The loser
+/// reads the node the winner unlinks and retires.
+fn pop_races_pop<S: Stack>() {
+    check::<S>(&[0, 1], &[vec![Pop], vec![Pop]]);
+}
+
+/// Two threads each push then pop: pops may take the other thread's value.
+fn push_pop_pairs<S: Stack>() {
+    check::<S>(&[], &[vec![Push(0), Pop], vec![Push(1), Pop]]);
+}
+
+#[test]
+fn epoch_push_races_pop() {
+    push_races_pop::<TreiberStack<Tracked, Epoch>>();
+}
+
+#[test]
+fn epoch_pop_races_pop() {
+    pop_races_pop::<TreiberStack<Tracked, Epoch>>();
+}
+
+#[test]
+fn epoch_push_pop_pairs() {
+    push_pop_pairs::<TreiberStack<Tracked, Epoch>>();
+}
+
+/// Three threads: one pushes while two pop.
+#[test]
+fn epoch_three_threads() {
+    check::<TreiberStack<Tracked, Epoch>>(&[0], &[vec![Push(1)], vec![Pop], vec![Pop]]);
+}
+
+#[test]
+fn hazard_push_races_pop() {
+    push_races_pop::<TreiberStack<Tracked, Hazard>>();
+}
+
+#[test]
+fn hazard_pop_races_pop() {
+    pop_races_pop::<TreiberStack<Tracked, Hazard>>();
+}
+
+#[test]
+fn hazard_push_pop_pairs() {
+    push_pop_pairs::<TreiberStack<Tracked, Hazard>>();
+}
+
+#[test]
+fn leak_pop_races_pop() {
+    pop_races_pop::<TreiberStack<Tracked, Leak>>();
+}
+
+// ---------------------------------------------------------------------------
+// The seeded bugs: a copy of the stack with a switch for each bug. With no
+// bug it passes the same models (so the copy is faithful); with each bug loom
+// must catch it.
+
+/// No bug: the copy behaves as `TreiberStack`.
+const CORRECT: u8 = 0;
+/// `push` publishes with `Relaxed` instead of `Release`.
+const RELAXED_PUBLISH: u8 = 1;
+/// `pop` frees the node at once instead of retiring it.
+const FREE_AT_ONCE: u8 = 2;
+
+struct Node {
+    value: UnsafeCell<ManuallyDrop<Tracked>>,
+    next: UnsafeCell<*mut Node>,
+    liveness: Liveness,
+}
+
+// SAFETY: reclaim only poisons and leaks (loom), touching no `Tracked`.
+unsafe impl Send for Node {}
+
+// SAFETY: `free_node` frees only the node's memory; the value was moved out.
+unsafe impl Retirable for Node {
+    unsafe fn reclaim(this: *mut Self) {
+        // SAFETY: from `Box::into_raw`, reclaimed once; own liveness field.
+        unsafe { free_node(this, |n| &n.liveness) }
+    }
+}
+
+struct SeededStack<R: Reclaim, const BUG: u8> {
+    head: AtomicPtr<Node>,
+    domain: Domain<R>,
+    _r: PhantomData<R>,
+}
+
+// SAFETY: as `TreiberStack`: values move in and out by value.
+unsafe impl<R: Reclaim, const BUG: u8> Sync for SeededStack<R, BUG> {}
+// SAFETY: as `TreiberStack`.
+unsafe impl<R: Reclaim, const BUG: u8> Send for SeededStack<R, BUG> {}
+
+impl<R: Reclaim, const BUG: u8> Stack for SeededStack<R, BUG> {
+    fn new() -> Self {
+        Self {
+            head: AtomicPtr::new(std::ptr::null_mut()),
+            domain: Domain::new(),
+            _r: PhantomData,
+        }
+    }
+
+    fn push(&self, v: Tracked) {
+        let node = Box::into_raw(Box::new(Node {
+            value: UnsafeCell::new(ManuallyDrop::new(v)),
+            next: UnsafeCell::new(std::ptr::null_mut()),
+            liveness: Liveness::new(),
+        }));
+        let publish = if BUG == RELAXED_PUBLISH {
+            std::sync::atomic::Ordering::Relaxed
+        } else {
+            std::sync::atomic::Ordering::Release
+        };
+        // Relaxed: only stored into the private node, checked by the CAS.
+        let mut head = self.head.load(std::sync::atomic::Ordering::Relaxed);
+        loop {
+            // SAFETY: the node is private until the CAS succeeds.
+            unsafe { (*node).next.with_mut(|n| *n = head) };
+            // `publish`: Release pairs with the Acquire in `protect` (the
+            // RELAXED_PUBLISH bug breaks exactly that pairing).
+            match self.head.compare_exchange(
+                head,
+                node,
+                publish,
+                std::sync::atomic::Ordering::Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(now) => head = now,
+            }
+        }
+    }
+
+    fn pop(&self) -> Option<Tracked> {
+        let guard = self.domain.pin();
+        let mut shield = guard.shield();
+        loop {
+            let head = shield.protect(&self.head);
+            if head.is_null() {
+                return None;
+            }
+            // SAFETY: protected by `shield` (unless a seeded bug freed it:
+            // that is what the model must catch).
+            let node = unsafe { &*head };
+            node.liveness.check();
+            // SAFETY: immutable after publication.
+            let next = node.next.with(|n| unsafe { *n });
+            // Acquire: pairs with the push's Release.
+            if self
+                .head
+                .compare_exchange(
+                    head,
+                    next,
+                    std::sync::atomic::Ordering::Acquire,
+                    std::sync::atomic::Ordering::Relaxed,
+                )
+                .is_ok()
+            {
+                // SAFETY: our CAS unlinked the node; we own its value.
+                let v = node.value.with(|v| unsafe { std::ptr::read(v) });
+                if BUG == FREE_AT_ONCE {
+                    // SAFETY: this is the bug: other threads may still read it.
+                    unsafe { Node::reclaim(head) };
+                } else {
+                    // SAFETY: unlinked, retired once, from `Box`, one domain.
+                    unsafe { guard.retire(head) };
+                }
+                return Some(ManuallyDrop::into_inner(v));
+            }
+        }
+    }
+}
+
+impl<R: Reclaim, const BUG: u8> Drop for SeededStack<R, BUG> {
+    fn drop(&mut self) {
+        while self.pop().is_some() {}
+    }
+}
+
+#[test]
+fn seeded_copy_without_bug_passes_epoch() {
+    push_races_pop::<SeededStack<Epoch, CORRECT>>();
+    pop_races_pop::<SeededStack<Epoch, CORRECT>>();
+}
+
+#[test]
+fn seeded_copy_without_bug_passes_hazard() {
+    push_races_pop::<SeededStack<Hazard, CORRECT>>();
+    pop_races_pop::<SeededStack<Hazard, CORRECT>>();
+}
+
+#[test]
+#[should_panic(expected = "Causality violation")]
+fn seeded_relaxed_publish_is_caught_epoch() {
+    push_races_pop::<SeededStack<Epoch, RELAXED_PUBLISH>>();
+}
+
+#[test]
+#[should_panic(expected = "Causality violation")]
+fn seeded_relaxed_publish_is_caught_hazard() {
+    push_races_pop::<SeededStack<Hazard, RELAXED_PUBLISH>>();
+}
+
+/// Runs `f`, which must panic with a message containing one of `reports`:
+/// a seeded bug must be caught by loom, not by some unrelated failure.
+fn assert_caught(f: impl FnOnce() + std::panic::UnwindSafe, reports: &[&str]) {
+    let err = std::panic::catch_unwind(f).expect_err("loom missed the seeded bug");
+    let msg = err
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| err.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default();
+    assert!(
+        reports.iter().any(|r| msg.contains(r)),
+        "caught, but by an unexpected failure: {msg}"
+    );
+}
+
+/// What a use after free looks like to loom: the poisoning write races the
+/// read (a causality report), or precedes it (the liveness check fails).
+const UAF_REPORTS: &[&str] = &["Causality violation", "use after reclaim"];
+
+/// Freeing without reclamation: the losing popper reads a node the winner
+/// already freed. The bug bypasses the scheme, so it is caught under each.
+#[test]
+fn seeded_free_at_once_is_caught_hazard() {
+    assert_caught(
+        pop_races_pop::<SeededStack<Hazard, FREE_AT_ONCE>>,
+        UAF_REPORTS,
+    );
+}
+
+#[test]
+fn seeded_free_at_once_is_caught_epoch() {
+    assert_caught(
+        pop_races_pop::<SeededStack<Epoch, FREE_AT_ONCE>>,
+        UAF_REPORTS,
+    );
+}

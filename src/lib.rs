@@ -1,0 +1,55 @@
+//! Lock-free data structures over pluggable memory reclamation, model-checked
+//! with loom, with a size-class allocator built on top of them.
+//!
+//! # Structures
+//!
+//! - [`TreiberStack`]: Treiber's lock-free LIFO stack.
+//!
+//! Each is generic over a reclamation scheme `R` ([`reclaim::Epoch`] by
+//! default, [`reclaim::Hazard`], or the [`reclaim::Leak`] baseline), chosen by
+//! type parameter:
+//!
+//! ```
+//! # if vvmalloc::LOOM_BUILD { return; }
+//! use vvmalloc::reclaim::Hazard;
+//! use vvmalloc::TreiberStack;
+//!
+//! let fast: TreiberStack<u64> = TreiberStack::new(); // epoch-based
+//! let bounded: TreiberStack<u64, Hazard> = TreiberStack::new(); // hazard pointers
+//! fast.push(1);
+//! bounded.push(2);
+//! assert_eq!(fast.pop().unwrap() + bounded.pop().unwrap(), 3);
+//! ```
+//!
+//! # Reclamation
+//!
+//! A node unlinked by one thread may still be read by another, so it can only
+//! be freed later. [`reclaim`] explains the schemes, when to pick which, and
+//! what a structure's own [`Domain`](reclaim::Domain) changes compared with
+//! the process-wide one.
+//!
+//! # Checking
+//!
+//! Every atomic and cell of the crate comes through one shim, so that the
+//! loom models in `loom_tests/` (run with `RUSTFLAGS="--cfg loom" cargo test`)
+//! see all of them. Each model suite also runs a deliberately broken variant
+//! and expects loom to catch it. The unit and stress tests run under Miri too.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod raw;
+pub mod reclaim;
+mod stack;
+mod sync;
+
+pub use stack::{IntoIter, TreiberStack};
+
+/// Whether this build of the crate was made with `--cfg loom`.
+///
+/// Under `RUSTFLAGS="--cfg loom" cargo test`, rustdoc compiles the doctests
+/// without that flag but links them against the loom build of the crate,
+/// whose atomics work only inside `loom::model`. Each doctest returns early
+/// when this is `true`, so both test commands pass.
+#[doc(hidden)]
+pub const LOOM_BUILD: bool = cfg!(loom);

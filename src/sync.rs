@@ -1,0 +1,88 @@
+//! The synchronization shim: every atomic, `UnsafeCell`, fence, spin hint and
+//! thread API that the crate uses comes from here.
+//!
+//! Normally these are `core`'s and `std`'s own types. Under `--cfg loom` they
+//! are [loom]'s, so that `loom::model` sees every shared access the crate
+//! makes. No other module reaches `std::sync::atomic` directly; `clippy.toml`
+//! makes that a CI error
+//! (`.ci/shim-check`; clippy's `disallowed-types` cannot tell the shim's
+//! re-exports from direct uses, since they are the same types).
+//!
+//! haphazard switches to loom's atomics by itself under `cfg(loom)`, and its
+//! `HazardPointer::protect_ptr` takes *its* `AtomicPtr` type, so the types
+//! re-exported here must be exactly those: `core`'s normally and loom 0.7's
+//! under loom (the crate's `Cargo.toml` keeps a single loom in the tree).
+//!
+//! [loom]: https://docs.rs/loom
+
+// The allocator layers use the spin hint, the other atomics and the thread
+// API; the shim offers the whole set so that no module reaches around it.
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::fence;
+/// Re-exported publicly as [`crate::raw::AtomicPtr`].
+#[cfg(loom)]
+pub use loom::sync::atomic::AtomicPtr;
+#[cfg(loom)]
+#[allow(unused_imports)]
+pub(crate) use loom::{
+    hint::spin_loop,
+    sync::atomic::{AtomicBool, AtomicUsize},
+    thread,
+};
+
+#[cfg(not(loom))]
+pub(crate) use core::sync::atomic::fence;
+/// Re-exported publicly as [`crate::raw::AtomicPtr`].
+#[cfg(not(loom))]
+pub use core::sync::atomic::AtomicPtr;
+#[cfg(not(loom))]
+#[allow(unused_imports)]
+pub(crate) use core::{
+    hint::spin_loop,
+    sync::atomic::{AtomicBool, AtomicUsize},
+};
+#[cfg(not(loom))]
+#[allow(unused_imports)]
+pub(crate) use std::thread;
+
+pub(crate) use core::sync::atomic::Ordering;
+
+/// A cell with loom's closure-based API (`with`, `with_mut`), so the same code
+/// runs on loom's tracked cell under `cfg(loom)` and on `core`'s cell
+/// otherwise. Loom reports any two accesses to a tracked cell that are not
+/// ordered by happens-before, which is how the models catch a value published
+/// with too weak an ordering.
+#[cfg(loom)]
+pub(crate) use loom::cell::UnsafeCell;
+
+/// A cell with loom's closure-based API (`with`, `with_mut`), so the same code
+/// runs on loom's tracked cell under `cfg(loom)` and on `core`'s cell
+/// otherwise.
+#[cfg(not(loom))]
+#[derive(Debug, Default)]
+#[repr(transparent)]
+pub(crate) struct UnsafeCell<T: ?Sized>(core::cell::UnsafeCell<T>);
+
+#[cfg(not(loom))]
+impl<T> UnsafeCell<T> {
+    /// Wraps `value`.
+    #[inline(always)]
+    pub(crate) const fn new(value: T) -> Self {
+        Self(core::cell::UnsafeCell::new(value))
+    }
+}
+
+#[cfg(not(loom))]
+impl<T: ?Sized> UnsafeCell<T> {
+    /// Runs `f` with a shared raw pointer to the contents.
+    #[inline(always)]
+    pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+        f(self.0.get())
+    }
+
+    /// Runs `f` with an exclusive raw pointer to the contents.
+    #[inline(always)]
+    pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+        f(self.0.get())
+    }
+}

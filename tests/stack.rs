@@ -1,0 +1,189 @@
+//! Multi-threaded stress tests of `TreiberStack` under every scheme: every
+//! value pushed is popped exactly once or remains, and every value is dropped
+//! exactly once (none lost, none dropped twice, none leaked).
+#![cfg(not(loom))]
+
+mod common;
+
+use std::sync::{Arc, Barrier};
+use std::thread;
+
+use common::{DropLedger, Tracked};
+use vvmalloc::reclaim::{Domain, Epoch, Hazard, Leak, Reclaim};
+use vvmalloc::TreiberStack;
+
+/// Sizes scaled down under Miri, which runs about 1000x slower.
+const THREADS: usize = if cfg!(miri) { 2 } else { 4 };
+const PER_THREAD: usize = if cfg!(miri) { 40 } else { 20_000 };
+
+/// Each thread pushes its own ids and pops after every push with some
+/// probability, keeping what it popped. Returns (popped per thread, ledger).
+fn churn<R: Reclaim>(stack: Arc<TreiberStack<Tracked, R>>) -> (Vec<Vec<Tracked>>, DropLedger) {
+    let ledger = DropLedger::new(THREADS * PER_THREAD);
+    let barrier = Arc::new(Barrier::new(THREADS));
+    let handles: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (stack, ledger, barrier) = (stack.clone(), ledger.clone(), barrier.clone());
+            thread::spawn(move || {
+                barrier.wait();
+                let mut popped = Vec::new();
+                let mut seed = t as u64 + 1;
+                for i in 0..PER_THREAD {
+                    stack.push(ledger.value(t * PER_THREAD + i));
+                    // xorshift: pop about 3 times in 4, so the stack stays
+                    // short and pushes and pops race on `head`.
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    if seed % 4 != 0 {
+                        popped.extend(stack.pop());
+                    }
+                }
+                popped
+            })
+        })
+        .collect();
+    let popped = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    (popped, ledger)
+}
+
+/// Every id appears exactly once among `popped` and `rest`; nothing dropped yet.
+fn assert_exactly_once(popped: &[Vec<Tracked>], rest: &[Tracked], ledger: &DropLedger) {
+    let mut seen = vec![0u8; THREADS * PER_THREAD];
+    for v in popped.iter().flatten().chain(rest) {
+        seen[v.id] += 1;
+    }
+    for (id, n) in seen.iter().enumerate() {
+        assert_eq!(*n, 1, "value {id} seen {n} times");
+    }
+    ledger.assert_none_dropped();
+}
+
+fn stress_drain<R: Reclaim>(domain: Domain<R>) {
+    let stack = Arc::new(TreiberStack::with_domain(domain));
+    let (popped, ledger) = churn(stack.clone());
+    let rest: Vec<Tracked> = std::iter::from_fn(|| stack.pop()).collect();
+    assert!(stack.is_empty());
+    assert_exactly_once(&popped, &rest, &ledger);
+    drop((popped, rest));
+    ledger.assert_all_dropped_once();
+    drop(stack);
+}
+
+fn stress_drop_remaining<R: Reclaim>(domain: Domain<R>) {
+    let stack = Arc::new(TreiberStack::with_domain(domain));
+    let (popped, ledger) = churn(stack.clone());
+    let stack = Arc::into_inner(stack).expect("threads joined");
+    drop(popped);
+    // The stack's `Drop` must drop every value still in it, once.
+    drop(stack);
+    ledger.assert_all_dropped_once();
+}
+
+#[test]
+fn stress_epoch_global() {
+    stress_drain::<Epoch>(Domain::global());
+    stress_drop_remaining::<Epoch>(Domain::global());
+}
+
+#[test]
+fn stress_epoch_own() {
+    stress_drain::<Epoch>(Domain::new());
+    stress_drop_remaining::<Epoch>(Domain::new());
+}
+
+#[test]
+fn stress_hazard_global() {
+    stress_drain::<Hazard>(Domain::global());
+    stress_drop_remaining::<Hazard>(Domain::global());
+}
+
+#[test]
+fn stress_hazard_own() {
+    stress_drain::<Hazard>(Domain::new());
+    stress_drop_remaining::<Hazard>(Domain::new());
+}
+
+#[test]
+fn stress_leak() {
+    stress_drain::<Leak>(Domain::global());
+    stress_drop_remaining::<Leak>(Domain::global());
+}
+
+/// Producers and consumers on separate threads: every value crosses threads.
+fn producer_consumer<R: Reclaim>(domain: Domain<R>) {
+    let n = THREADS / 2 * PER_THREAD;
+    let ledger = DropLedger::new(n);
+    let stack = Arc::new(TreiberStack::with_domain(domain));
+    let producers: Vec<_> = (0..THREADS / 2)
+        .map(|t| {
+            let (stack, ledger) = (stack.clone(), ledger.clone());
+            thread::spawn(move || {
+                for i in 0..PER_THREAD {
+                    stack.push(ledger.value(t * PER_THREAD + i));
+                }
+            })
+        })
+        .collect();
+    let consumers: Vec<_> = (0..THREADS / 2)
+        .map(|_| {
+            let stack = stack.clone();
+            thread::spawn(move || {
+                let mut ids = Vec::new();
+                for _ in 0..PER_THREAD * 4 {
+                    match stack.pop() {
+                        Some(v) => ids.push(v.id),
+                        None => thread::yield_now(),
+                    }
+                }
+                ids
+            })
+        })
+        .collect();
+    for p in producers {
+        p.join().unwrap();
+    }
+    let mut ids: Vec<usize> = consumers
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
+    ids.extend(std::iter::from_fn(|| stack.pop()).map(|v| v.id));
+    ids.sort_unstable();
+    assert_eq!(ids, (0..n).collect::<Vec<_>>());
+    ledger.assert_all_dropped_once();
+}
+
+#[test]
+fn producer_consumer_every_scheme() {
+    producer_consumer::<Epoch>(Domain::global());
+    producer_consumer::<Hazard>(Domain::new());
+    producer_consumer::<Leak>(Domain::global());
+}
+
+/// The stack keeps LIFO order per thread: a thread that pushes a, b and then
+/// pops twice, with no other thread popping, gets b then a, whatever other
+/// threads push in between.
+#[test]
+fn per_thread_lifo_with_concurrent_pushers() {
+    let stack: Arc<TreiberStack<(usize, usize), Hazard>> = Arc::new(TreiberStack::new());
+    let pushers: Vec<_> = (1..THREADS)
+        .map(|t| {
+            let stack = stack.clone();
+            thread::spawn(move || {
+                for i in 0..PER_THREAD {
+                    stack.push((t, i));
+                }
+            })
+        })
+        .collect();
+    for p in pushers {
+        p.join().unwrap();
+    }
+    // Single popper: the values of each pusher come out in reverse order.
+    let mut last = [usize::MAX; THREADS];
+    while let Some((t, i)) = stack.pop() {
+        assert!(i < last[t], "thread {t}: {i} popped after {}", last[t]);
+        last[t] = i;
+    }
+    assert!(last[1..].iter().all(|&l| l == 0));
+}
