@@ -40,7 +40,14 @@
 //! - **[`Epoch`]** under `--cfg loom --cfg crossbeam_loom`: crossbeam-epoch is
 //!   built on loom's atomics too, retired nodes are really reclaimed
 //!   (poisoned) by deferred functions, and loom checks the epoch protocol as
-//!   well. `.ci/run` runs this second configuration.
+//!   well; the `pop_collect_races_pop` model advances the epoch far enough
+//!   inside the concurrent section to free a node there. `.ci/run` runs this
+//!   second configuration. What it does not have is a seeded bug specific to
+//!   epochs (a read after unpinning): at a preemption bound of 2 loom had not
+//!   reached that interleaving after 10 minutes, and at a bound of 1 it
+//!   stopped with "Reached unexpected exploration state" inside
+//!   crossbeam-epoch's loom build. The hazard-pointer version of that bug is
+//!   caught (`seeded_early_unpin_is_caught_hazard`).
 //! - Loom explores interleavings up to a preemption bound (2 by default, see
 //!   `common::model`) and models the C11 memory model for loom's atomics; it
 //!   does not model hardware beyond that, nor `SeqCst` fences' full strength
@@ -53,7 +60,7 @@ use std::collections::BTreeSet;
 use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 
-use common::{model, Ledger, Outcomes, Tracked};
+use common::{model_bounded, Ledger, Outcomes, Tracked};
 use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 use loom::thread;
@@ -66,6 +73,9 @@ use vvmalloc::TreiberStack;
 enum Op {
     Push(usize),
     Pop,
+    /// Asks the scheme to free what it can now (`Domain::collect`); no
+    /// effect on the stack's contents.
+    Collect,
 }
 
 /// What an execution produced: each thread's pop results, and what remained
@@ -77,6 +87,7 @@ trait Stack: Send + Sync + 'static {
     fn new() -> Self;
     fn push(&self, v: Tracked);
     fn pop(&self) -> Option<Tracked>;
+    fn collect(&self);
 }
 
 impl<R: Reclaim> Stack for TreiberStack<Tracked, R> {
@@ -88,6 +99,9 @@ impl<R: Reclaim> Stack for TreiberStack<Tracked, R> {
     }
     fn pop(&self) -> Option<Tracked> {
         TreiberStack::pop(self)
+    }
+    fn collect(&self) {
+        self.domain().collect()
     }
 }
 
@@ -123,6 +137,7 @@ fn sequential_outcomes(initial: &[usize], threads: &[Vec<Op>]) -> BTreeSet<Outco
                         stack.push(id);
                     }
                 }
+                Op::Collect => go(stack, threads, next, results, out),
             }
             next[t] -= 1;
         }
@@ -144,6 +159,11 @@ fn sequential_outcomes(initial: &[usize], threads: &[Vec<Op>]) -> BTreeSet<Outco
 /// Runs `threads` (one loom thread each) against a stack holding `initial`
 /// (pushed in order), checking the invariants in the module docs.
 fn check<S: Stack>(initial: &[usize], threads: &[Vec<Op>]) {
+    check_bounded::<S>(2, initial, threads)
+}
+
+/// [`check`] with a preemption bound of `bound`.
+fn check_bounded<S: Stack>(bound: usize, initial: &[usize], threads: &[Vec<Op>]) {
     let expected = sequential_outcomes(initial, threads);
     let ids = initial.len()
         + threads
@@ -155,7 +175,7 @@ fn check<S: Stack>(initial: &[usize], threads: &[Vec<Op>]) {
     let (initial, threads) = (initial.to_vec(), threads.to_vec());
     let seen = outcomes.clone();
     let possible = expected.clone();
-    model(move || {
+    model_bounded(bound, move || {
         let ledger = Ledger::new(ids);
         let stack = Arc::new(S::new());
         for &id in &initial {
@@ -171,6 +191,7 @@ fn check<S: Stack>(initial: &[usize], threads: &[Vec<Op>]) {
                         match op {
                             Op::Push(id) => stack.push(ledger.value(id)),
                             Op::Pop => popped.push(stack.pop().map(|v| v.id)),
+                            Op::Collect => stack.collect(),
                         }
                     }
                     popped
@@ -191,7 +212,7 @@ fn check<S: Stack>(initial: &[usize], threads: &[Vec<Op>]) {
     outcomes.assert_saw(&expected.into_iter().collect::<Vec<_>>());
 }
 
-use Op::{Pop, Push};
+use Op::{Collect, Pop, Push};
 
 /// A pop races a push on a one-element stack: the popper gets either value.
 fn push_races_pop<S: Stack>() {
@@ -207,6 +228,23 @@ fn pop_races_pop<S: Stack>() {
 /// Two threads each push then pop: pops may take the other thread's value.
 fn push_pop_pairs<S: Stack>() {
     check::<S>(&[], &[vec![Push(0), Pop], vec![Push(1), Pop]]);
+}
+
+/// Two pops race, and the winner then asks the scheme to reclaim: with
+/// epochs this advances the global epoch far enough to free the winner's
+/// node unless the loser is still pinned (which it must be while it reads).
+fn pop_collect_races_pop<S: Stack>() {
+    check::<S>(&[0, 1], &[vec![Pop, Collect], vec![Pop]]);
+}
+
+#[test]
+fn epoch_pop_collect_races_pop() {
+    pop_collect_races_pop::<TreiberStack<Tracked, Epoch>>();
+}
+
+#[test]
+fn hazard_pop_collect_races_pop() {
+    pop_collect_races_pop::<TreiberStack<Tracked, Hazard>>();
 }
 
 #[test]
@@ -261,6 +299,9 @@ const CORRECT: u8 = 0;
 const RELAXED_PUBLISH: u8 = 1;
 /// `pop` frees the node at once instead of retiring it.
 const FREE_AT_ONCE: u8 = 2;
+/// `pop` ends its protection (drops the guard and shield) before it reads the
+/// node: a use after free that only the reclamation scheme can expose.
+const EARLY_UNPIN: u8 = 3;
 
 struct Node {
     value: UnsafeCell<ManuallyDrop<Tracked>>,
@@ -329,7 +370,14 @@ impl<R: Reclaim, const BUG: u8> Stack for SeededStack<R, BUG> {
         }
     }
 
+    fn collect(&self) {
+        self.domain.collect()
+    }
+
     fn pop(&self) -> Option<Tracked> {
+        if BUG == EARLY_UNPIN {
+            return self.pop_unprotected_read();
+        }
         let guard = self.domain.pin();
         let mut shield = guard.shield();
         loop {
@@ -369,6 +417,46 @@ impl<R: Reclaim, const BUG: u8> Stack for SeededStack<R, BUG> {
     }
 }
 
+impl<R: Reclaim, const BUG: u8> SeededStack<R, BUG> {
+    /// The EARLY_UNPIN bug: the top node is read after the guard and shield
+    /// it was protected by are gone, so no pin or hazard covers the read.
+    fn pop_unprotected_read(&self) -> Option<Tracked> {
+        loop {
+            let head = {
+                let guard = self.domain.pin();
+                let mut shield = guard.shield();
+                shield.protect(&self.head)
+            };
+            if head.is_null() {
+                return None;
+            }
+            // SAFETY: none: this is the bug the model must catch.
+            let node = unsafe { &*head };
+            node.liveness.check();
+            // SAFETY: none (the bug).
+            let next = node.next.with(|n| unsafe { *n });
+            // Acquire: pairs with the push's Release.
+            if self
+                .head
+                .compare_exchange(
+                    head,
+                    next,
+                    std::sync::atomic::Ordering::Acquire,
+                    std::sync::atomic::Ordering::Relaxed,
+                )
+                .is_ok()
+            {
+                // SAFETY: our CAS unlinked the node; we own its value.
+                let v = node.value.with(|v| unsafe { std::ptr::read(v) });
+                let guard = self.domain.pin();
+                // SAFETY: unlinked, retired once, from `Box`, one domain.
+                unsafe { guard.retire(head) };
+                return Some(ManuallyDrop::into_inner(v));
+            }
+        }
+    }
+}
+
 impl<R: Reclaim, const BUG: u8> Drop for SeededStack<R, BUG> {
     fn drop(&mut self) {
         while self.pop().is_some() {}
@@ -379,6 +467,7 @@ impl<R: Reclaim, const BUG: u8> Drop for SeededStack<R, BUG> {
 fn seeded_copy_without_bug_passes_epoch() {
     push_races_pop::<SeededStack<Epoch, CORRECT>>();
     pop_races_pop::<SeededStack<Epoch, CORRECT>>();
+    pop_collect_races_pop::<SeededStack<Epoch, CORRECT>>();
 }
 
 #[test]
@@ -432,6 +521,16 @@ fn seeded_free_at_once_is_caught_hazard() {
 fn seeded_free_at_once_is_caught_epoch() {
     assert_caught(
         pop_races_pop::<SeededStack<Epoch, FREE_AT_ONCE>>,
+        UAF_REPORTS,
+    );
+}
+
+/// Reading a node after the protection ended, with hazard pointers: the
+/// winner's eager reclamation finds no hazard on the node and frees it.
+#[test]
+fn seeded_early_unpin_is_caught_hazard() {
+    assert_caught(
+        pop_races_pop::<SeededStack<Hazard, EARLY_UNPIN>>,
         UAF_REPORTS,
     );
 }

@@ -53,3 +53,8 @@ pub use stack::{IntoIter, TreiberStack};
 /// when this is `true`, so both test commands pass.
 #[doc(hidden)]
 pub const LOOM_BUILD: bool = cfg!(loom);
+
+/// The README's usage example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -497,11 +497,25 @@ impl Reclaim for Epoch {
     }
 
     fn raw_collect(domain: &Domain<Self>) {
-        let guard = Self::raw_pin(domain);
-        // Twice: the first flush may only advance the epoch far enough to
-        // make the second one free this thread's garbage.
-        guard.flush();
-        guard.flush();
+        // A flush pushes this thread's garbage to the collector and tries to
+        // advance the global epoch by one; a bag is freed once the epoch is
+        // two past the bag's. The advance needs every pinned participant,
+        // this one included, to be in the current epoch, so each round pins
+        // anew. Three rounds free what was retired before the call, unless
+        // another thread stays pinned.
+        match domain.raw() {
+            Some(collector) => {
+                let handle = collector.register();
+                for _ in 0..3 {
+                    handle.pin().flush();
+                }
+            }
+            None => {
+                for _ in 0..3 {
+                    crossbeam_epoch::pin().flush();
+                }
+            }
+        }
     }
 }
 

@@ -25,9 +25,18 @@ pub(crate) fn model<F>(f: F)
 where
     F: Fn() + Sync + Send + 'static,
 {
+    model_bounded(2, f)
+}
+
+/// Runs `f` under loom with a preemption bound of `bound`, unless
+/// `LOOM_MAX_PREEMPTIONS` says otherwise.
+pub(crate) fn model_bounded<F>(bound: usize, f: F)
+where
+    F: Fn() + Sync + Send + 'static,
+{
     let mut builder = loom::model::Builder::new();
     if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(2);
+        builder.preemption_bound = Some(bound);
     }
     builder.check(f);
 }
