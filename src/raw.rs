@@ -133,10 +133,8 @@ impl Liveness {
         self.alive.with(|a| {
             // SAFETY: loom reports a read that races with `kill`; ordered
             // reads see a plain `bool`.
-            assert!(
-                unsafe { *a },
-                "use after reclaim: node read after it was freed"
-            );
+            let alive = unsafe { *a };
+            assert!(alive, "use after reclaim: node read after it was freed");
         });
     }
 
