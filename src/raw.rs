@@ -14,8 +14,11 @@ pub use crate::sync::AtomicPtr;
 ///
 /// Implementors guarantee that [`reclaim`](Self::reclaim) frees the node
 /// without touching anything but the node's own memory and what it owns, so
-/// that it may run on any thread, at any later time (with the global domain,
-/// after the structure that retired the node is gone).
+/// that it may run on any thread, at any later time up to the drop of the
+/// domain it was retired into (with the global domain: after the structure
+/// that retired it is gone). Whatever `reclaim` touches (a borrowed key, say)
+/// must stay valid that long: see condition 5 of
+/// [`Guard::retire`](crate::reclaim::Guard::retire).
 ///
 /// ```
 /// # if vvmalloc::LOOM_BUILD { return; }
@@ -40,7 +43,9 @@ pub unsafe trait Retirable {
 }
 
 /// A `T` on the heap that is reclaimed by dropping its `Box`: the simplest
-/// [`Retirable`].
+/// [`Retirable`]. `T: 'static`, since reclamation may drop it at any later
+/// time (with the global domain, after everything else it could borrow is
+/// gone).
 ///
 /// ```
 /// # if vvmalloc::LOOM_BUILD { return; }
@@ -53,7 +58,7 @@ pub struct Boxed<T>(pub T);
 
 // SAFETY: `reclaim` drops the `Box` the value was allocated in, and with it
 // the `T`; nothing else is touched.
-unsafe impl<T> Retirable for Boxed<T> {
+unsafe impl<T: 'static> Retirable for Boxed<T> {
     unsafe fn reclaim(this: *mut Self) {
         // SAFETY: condition 1-2 of `reclaim`: `this` came from `Box::into_raw`
         // (the type's contract) and is reclaimed once.
@@ -105,7 +110,7 @@ pub unsafe fn free_node<N>(this: *mut N, liveness: impl FnOnce(&N) -> &Liveness)
 /// let l = Liveness::new();
 /// l.check();
 /// ```
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Liveness {
     #[cfg(loom)]
     alive: loom::cell::UnsafeCell<bool>,
@@ -127,6 +132,10 @@ impl Liveness {
     }
 
     /// Asserts (under loom) that the node has not been reclaimed.
+    ///
+    /// # Panics
+    ///
+    /// Under loom, if [`kill`](Self::kill) ran before.
     #[inline(always)]
     pub fn check(&self) {
         #[cfg(loom)]
@@ -139,6 +148,11 @@ impl Liveness {
     }
 
     /// Marks the node reclaimed (under loom).
+    ///
+    /// ```
+    /// # if vvmalloc::LOOM_BUILD { return; }
+    /// vvmalloc::raw::Liveness::new().kill();
+    /// ```
     #[inline(always)]
     pub fn kill(&self) {
         #[cfg(loom)]
@@ -146,5 +160,13 @@ impl Liveness {
             // SAFETY: loom reports a write that races with a `check`.
             unsafe { *a = false }
         });
+    }
+}
+
+impl Default for Liveness {
+    /// A live node's marker (as [`Liveness::new`]; a derived `Default` would
+    /// start dead under loom, whose `UnsafeCell<bool>` defaults to `false`).
+    fn default() -> Self {
+        Self::new()
     }
 }

@@ -43,7 +43,8 @@
 //!   every node retired into it, at once. Nothing the structure retired
 //!   survives it. With [`Epoch`], an own collector costs a participant
 //!   registration per operation (crossbeam's thread-local handle serves only the
-//!   global collector), so it is slower than the global one.
+//!   global collector), and a new participant's first pin also runs a
+//!   collection, so it is markedly slower than the global one.
 //!
 //! crossbeam-skiplist sends its garbage to the global collector, so it must
 //! require `K: 'static, V: 'static`, and a removed entry is dropped only when the
@@ -130,6 +131,8 @@ pub trait Reclaim: sealed::Sealed + Sized + Send + Sync + 'static {
         ptr: *mut T,
         src: &AtomicPtr<T>,
     ) -> Result<(), *mut T>;
+    #[doc(hidden)]
+    fn raw_protect_unpublished<T>(shield: &mut Self::RawShield<'_>, ptr: *mut T);
     #[doc(hidden)]
     fn raw_reset(shield: &mut Self::RawShield<'_>);
     /// # Safety
@@ -225,9 +228,12 @@ impl<R: Reclaim> Domain<R> {
         }
     }
 
-    /// Frees what can be freed now: flushes this thread's epoch garbage and
-    /// tries to advance the epoch, or scans the hazard slots. Structures never
-    /// need it for correctness; tests and benchmarks use it to observe drops.
+    /// Frees some of what can be freed now: flushes this thread's epoch
+    /// garbage and tries to advance the epoch a few times, or scans the
+    /// hazard slots. Not a guarantee that everything retired is freed (other
+    /// threads may be pinned, or hold unflushed garbage). Structures never
+    /// need it for correctness; tests and benchmarks use it to see drops
+    /// sooner.
     ///
     /// ```
     /// # if vvmalloc::LOOM_BUILD { return; }
@@ -312,8 +318,11 @@ impl<'d, R: Reclaim> Guard<'d, R> {
     ///    then.
     /// 4. Every thread that may still read `ptr` protects it through a guard
     ///    or shield of the same [`Domain`] as this guard.
+    /// 5. Everything [`Retirable::reclaim`] touches stays valid until the
+    ///    domain is dropped (forever, for the global domain): `reclaim` may
+    ///    run that late.
     pub unsafe fn retire<N: Retirable + Send>(&self, ptr: *mut N) {
-        // SAFETY: conditions 1-4 are this function's own.
+        // SAFETY: conditions 1-5 are this function's own.
         unsafe { R::raw_retire(&self.raw, ptr) }
     }
 }
@@ -327,9 +336,12 @@ impl<R: Reclaim> fmt::Debug for Guard<'_, R> {
 /// A protection slot for one pointer at a time, from [`Guard::shield`].
 ///
 /// A pointer returned by [`protect`](Self::protect) or accepted by
-/// [`try_protect`](Self::try_protect) is not reclaimed until this shield
-/// protects another pointer, is [`reset`](Self::reset), or is dropped, and
-/// its guard is dropped. Protection follows the untagged address: the low bits
+/// [`try_protect`](Self::try_protect) is protected while both this shield
+/// and the guard it came from are alive, and until the shield protects
+/// another pointer or is [`reset`](Self::reset): whichever ends first ends the
+/// protection. (The shield's lifetime is the domain's, so the compiler does
+/// not stop a shield from outliving its guard; the pointers are raw, and
+/// dereferencing them is `unsafe` with exactly that precondition.) Protection follows the untagged address: the low bits
 /// below `T`'s alignment may carry marks (as in Harris's list).
 pub struct Shield<'d, R: Reclaim> {
     raw: R::RawShield<'d>,
@@ -381,6 +393,33 @@ impl<R: Reclaim> Shield<'_, R> {
     /// ```
     pub fn try_protect<T>(&mut self, ptr: *mut T, src: &AtomicPtr<T>) -> Result<(), *mut T> {
         R::raw_try_protect(&mut self.raw, ptr, src)
+    }
+
+    /// Protects `ptr`, a node this thread has allocated and not yet
+    /// published, so that it stays protected once it is published. This is
+    /// how an insert can hand out a protected reference to the node it
+    /// linked: protecting it only after the publishing CAS would race with a
+    /// concurrent remove that retires and frees it.
+    ///
+    /// # Safety
+    ///
+    /// 1. No other thread can reach `ptr` yet: it is published (by a
+    ///    `Release` store or CAS) only after this call.
+    ///
+    /// ```
+    /// # if vvmalloc::LOOM_BUILD { return; }
+    /// use vvmalloc::reclaim::{Domain, Hazard};
+    /// let d: Domain<Hazard> = Domain::new();
+    /// let g = d.pin();
+    /// let mut s = g.shield();
+    /// let node = Box::into_raw(Box::new(5u64));
+    /// // SAFETY: `node` is not published anywhere.
+    /// unsafe { s.protect_unpublished(node) };
+    /// # drop(s);
+    /// # drop(unsafe { Box::from_raw(node) });
+    /// ```
+    pub unsafe fn protect_unpublished<T>(&mut self, ptr: *mut T) {
+        R::raw_protect_unpublished(&mut self.raw, ptr)
     }
 
     /// Drops the protection this shield holds, if any.
@@ -464,6 +503,10 @@ impl Reclaim for Epoch {
         Ok(())
     }
 
+    fn raw_protect_unpublished<T>(_: &mut (), _: *mut T) {
+        // The guard's pin covers every node retired after it.
+    }
+
     fn raw_reset(_: &mut ()) {}
 
     unsafe fn raw_retire<N: Retirable + Send>(guard: &Self::RawGuard<'_>, ptr: *mut N) {
@@ -498,11 +541,12 @@ impl Reclaim for Epoch {
 
     fn raw_collect(domain: &Domain<Self>) {
         // A flush pushes this thread's garbage to the collector and tries to
-        // advance the global epoch by one; a bag is freed once the epoch is
-        // two past the bag's. The advance needs every pinned participant,
-        // this one included, to be in the current epoch, so each round pins
-        // anew. Three rounds free what was retired before the call, unless
-        // another thread stays pinned.
+        // advance the global epoch by one, then frees up to 8 expired bags;
+        // a bag expires once the epoch is two past the bag's. The advance
+        // needs every pinned participant, this one included, to be in the
+        // current epoch, so each round pins anew. Three rounds give the
+        // epoch room to move twice past garbage retired before the call,
+        // if no other thread stays pinned.
         match domain.raw() {
             Some(collector) => {
                 let handle = collector.register();
@@ -571,7 +615,8 @@ impl<N: Retirable> core::ops::Deref for Reclaimer<N> {
     type Target = N;
     fn deref(&self) -> &N {
         // SAFETY: a `Reclaimer` holds a retired node, valid until `reclaim`
-        // (retire condition 3); haphazard derefs it only before dropping it.
+        // (retire condition 3). haphazard never derefs it; `Pointer` merely
+        // requires `Deref`.
         unsafe { self.0.as_ref() }
     }
 }
@@ -656,15 +701,24 @@ impl Reclaim for Hazard {
         }
     }
 
+    fn raw_protect_unpublished<T>(shield: &mut Self::RawShield<'_>, ptr: *mut T) {
+        // No validation: nobody can retire `ptr` before it is published,
+        // and the publishing Release orders this announcement before any
+        // thread that reaches the node, and so before its retire and the
+        // reclamation scan that follows it.
+        shield.protect_raw(untagged(ptr));
+    }
+
     fn raw_reset(shield: &mut Self::RawShield<'_>) {
         shield.reset_protection();
     }
 
     unsafe fn raw_retire<N: Retirable + Send>(guard: &Self::RawGuard<'_>, ptr: *mut N) {
         // SAFETY: (haphazard 1, retire 1) no hazard pointer can newly protect
-        // `ptr`; (2, retire 2) retired once; (3, retire 3) valid until
-        // reclaimed, and only `Reclaimer` reclaims it; retire 4 makes the
-        // domain the one every reader protects in.
+        // `ptr`; (2, retire 2) retired once; (3, retire 3 and 5) valid as
+        // `&N` until `Reclaimer` reclaims it, at the latest when the domain
+        // is dropped; retire 4 makes the domain the one every reader
+        // protects in.
         unsafe { guard.retire_ptr::<N, Reclaimer<N>>(ptr) };
         // Under loom the retire threshold is never reached in a small model,
         // so a use after retire would go unseen: reclaim at once.
@@ -712,6 +766,8 @@ impl Reclaim for Leak {
         // Nothing is ever freed, so every pointer stays valid.
         Ok(())
     }
+
+    fn raw_protect_unpublished<T>(_: &mut (), _: *mut T) {}
 
     fn raw_reset(_: &mut ()) {}
 

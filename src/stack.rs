@@ -248,10 +248,12 @@ impl<T, R: Reclaim> TreiberStack<T, R> {
             // SAFETY: `next` is immutable once the node is published, and the
             // Acquire in `protect` made the pusher's write visible.
             let next = node.next.with(|next| unsafe { *next });
-            // Acquire on success: pairs with the pusher's Release CAS, so the
-            // value read below is visible even when `head` was reached
-            // through a chain of other threads' CASes. Relaxed on failure:
-            // the loop protects `head` again with its own Acquire load.
+            // Acquire on success: defensive. The Acquire load in `protect`
+            // already synchronizes with the pusher's Release CAS (every later
+            // write of `head` is a CAS, so it continues that release
+            // sequence); this keeps the value read below ordered after the
+            // push even without that argument. Costs nothing on x86.
+            // Relaxed on failure: the loop protects `head` again.
             if self
                 .head
                 .compare_exchange_weak(head, next, Ordering::Acquire, Ordering::Relaxed)

@@ -3,15 +3,15 @@
 //!
 //! Normally these are `core`'s and `std`'s own types. Under `--cfg loom` they
 //! are [loom]'s, so that `loom::model` sees every shared access the crate
-//! makes. No other module reaches `std::sync::atomic` directly; `clippy.toml`
-//! makes that a CI error
-//! (`.ci/shim-check`; clippy's `disallowed-types` cannot tell the shim's
-//! re-exports from direct uses, since they are the same types).
+//! makes. No other module reaches `std::sync::atomic` directly, and
+//! `.ci/shim-check` makes that a CI error (clippy's `disallowed-types` cannot
+//! tell the shim's re-exports from direct uses: they are the same types).
 //!
-//! haphazard switches to loom's atomics by itself under `cfg(loom)`, and its
-//! `HazardPointer::protect_ptr` takes *its* `AtomicPtr` type, so the types
-//! re-exported here must be exactly those: `core`'s normally and loom 0.7's
-//! under loom (the crate's `Cargo.toml` keeps a single loom in the tree).
+//! haphazard switches to loom's atomics by itself under `cfg(loom)`. The
+//! crate's hazard-pointer protocol (its fence and validating re-load) must
+//! pair with haphazard's fences and hazard slots inside loom, so the types
+//! re-exported here must be the same loom 0.7 ones haphazard uses (the
+//! crate's `Cargo.toml` keeps a single loom in the tree).
 //!
 //! [loom]: https://docs.rs/loom
 
@@ -26,7 +26,7 @@ pub use loom::sync::atomic::AtomicPtr;
 #[allow(unused_imports)]
 pub(crate) use loom::{
     hint::spin_loop,
-    sync::atomic::{AtomicBool, AtomicUsize},
+    sync::atomic::{AtomicBool, AtomicIsize, AtomicUsize},
     thread,
 };
 
@@ -39,7 +39,7 @@ pub use core::sync::atomic::AtomicPtr;
 #[allow(unused_imports)]
 pub(crate) use core::{
     hint::spin_loop,
-    sync::atomic::{AtomicBool, AtomicUsize},
+    sync::atomic::{AtomicBool, AtomicIsize, AtomicUsize},
 };
 #[cfg(not(loom))]
 #[allow(unused_imports)]
