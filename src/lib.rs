@@ -4,6 +4,9 @@
 //! # Structures
 //!
 //! - [`TreiberStack`]: Treiber's lock-free LIFO stack.
+//! - [`List`] and [`ListSet`]: Harris's lock-free ordered list in Michael's
+//!   form, an ordered map and set (and the allocator's address-ordered free
+//!   index).
 //!
 //! Each is generic over a reclamation scheme `R` ([`reclaim::Epoch`] by
 //! default, [`reclaim::Hazard`], or the [`reclaim::Leak`] baseline), chosen by
@@ -38,12 +41,14 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod list;
 pub mod raw;
 pub mod reclaim;
-mod stack;
+pub mod stack;
 mod sync;
 
-pub use stack::{IntoIter, TreiberStack};
+pub use list::{List, ListSet};
+pub use stack::TreiberStack;
 
 /// Whether this build of the crate was made with `--cfg loom`.
 ///

@@ -67,3 +67,5 @@ impl std::fmt::Debug for Tracked {
         write!(f, "Tracked({})", self.id)
     }
 }
+
+pub(crate) mod lincheck;

@@ -1,0 +1,288 @@
+//! Multi-threaded tests of `List`: stress with drop counting (every
+//! successful insert is removed exactly once or remains; every value is
+//! dropped exactly once), and linearizability of recorded histories.
+#![cfg(not(loom))]
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
+use std::sync::{Arc, Barrier};
+use std::thread;
+
+use common::lincheck::{self, Clock, Event, Spec};
+use common::{DropLedger, Tracked};
+use vvmalloc::reclaim::{Domain, Epoch, Hazard, Leak, Reclaim};
+use vvmalloc::List;
+
+// Tests named `*own*` use only own domains, so they free everything they
+// allocate: CI runs them under Miri with its leak check on.
+
+const THREADS: usize = if cfg!(miri) { 2 } else { 4 };
+const OPS: usize = if cfg!(miri) { 60 } else { 20_000 };
+/// Keys overlap between threads, so inserts and removes of one key race.
+const KEYS: u64 = if cfg!(miri) { 8 } else { 64 };
+
+fn xorshift(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
+/// What one thread saw succeed: (key, value id) inserted and removed.
+#[derive(Default)]
+struct Log {
+    inserted: Vec<(u64, usize)>,
+    /// Ids of values whose insert found the key present.
+    rejected: Vec<usize>,
+    removed: Vec<(u64, usize)>,
+}
+
+/// What a stress run leaves to check: the drop ledger and the ids of every
+/// value it created.
+struct Run {
+    ledger: DropLedger,
+    created: Vec<usize>,
+}
+
+impl Run {
+    fn assert_all_dropped_once(&self) {
+        for &id in &self.created {
+            let n = self.ledger.drops(id);
+            assert_eq!(n, 1, "value {id} dropped {n} times");
+        }
+    }
+}
+
+fn stress<R: Reclaim>(list: List<u64, Tracked, R>) -> Run {
+    let list = Arc::new(list);
+    let ledger = DropLedger::new(THREADS * OPS);
+    let barrier = Arc::new(Barrier::new(THREADS));
+    let handles: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (list, ledger, barrier) = (list.clone(), ledger.clone(), barrier.clone());
+            thread::spawn(move || {
+                let mut log = Log::default();
+                let mut seed = 0x2545_F491_4F6C_DD1D ^ (t as u64 + 1);
+                barrier.wait();
+                for i in 0..OPS {
+                    let r = xorshift(&mut seed);
+                    let key = r % KEYS;
+                    let id = t * OPS + i;
+                    match (r >> 32) % 8 {
+                        0..=2 => {
+                            if list.insert(key, ledger.value(id)) {
+                                log.inserted.push((key, id));
+                            } else {
+                                log.rejected.push(id);
+                            }
+                        }
+                        3..=4 => {
+                            if let Some(e) = list.remove(&key) {
+                                assert_eq!(*e.key(), key);
+                                log.removed.push((key, e.value().id));
+                            }
+                        }
+                        5 => {
+                            if let Some(e) = list.pop_first() {
+                                log.removed.push((*e.key(), e.value().id));
+                            }
+                        }
+                        6 => {
+                            if let Some(e) = list.lower_bound(Bound::Included(&key)) {
+                                assert!(*e.key() >= key);
+                            }
+                        }
+                        _ => {
+                            if let Some(e) = list.get(&key) {
+                                assert_eq!(*e.key(), key);
+                            }
+                        }
+                    }
+                }
+                log
+            })
+        })
+        .collect();
+    let logs: Vec<Log> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let mut list = Arc::into_inner(list).expect("threads joined");
+    list.check_invariants();
+
+    // Net effect: each inserted id was removed once or is in the list, under
+    // its key, and nothing else was removed or is in the list.
+    let mut inserted: HashMap<usize, u64> = HashMap::new();
+    for log in &logs {
+        for &(k, id) in &log.inserted {
+            assert!(inserted.insert(id, k).is_none());
+        }
+    }
+    let mut accounted: HashMap<usize, u64> = HashMap::new();
+    let removed = logs.iter().flat_map(|l| l.removed.iter().copied());
+    let remaining: Vec<(u64, usize)> = list.iter().map(|e| (*e.key(), e.value().id)).collect();
+    for (k, id) in removed.chain(remaining.iter().copied()) {
+        assert_eq!(
+            inserted.get(&id),
+            Some(&k),
+            "id {id} under key {k} was never inserted there"
+        );
+        assert!(
+            accounted.insert(id, k).is_none(),
+            "id {id} removed or present twice"
+        );
+    }
+    assert_eq!(
+        accounted.len(),
+        inserted.len(),
+        "some inserted values were lost"
+    );
+    assert_eq!(list.len(), remaining.len());
+    // Values of rejected inserts were dropped at once; the others only once
+    // removed and reclaimed, or with the list.
+    let rejected: Vec<usize> = logs
+        .iter()
+        .flat_map(|l| l.rejected.iter().copied())
+        .collect();
+    for &id in &rejected {
+        assert_eq!(ledger.drops(id), 1, "rejected insert {id} not dropped");
+    }
+    for (_, id) in &remaining {
+        assert_eq!(ledger.drops(*id), 0, "value {id} in the list was dropped");
+    }
+    drop(list);
+    for (_, id) in &remaining {
+        assert_eq!(ledger.drops(*id), 1, "value {id} not dropped with the list");
+    }
+    let created = inserted.keys().copied().chain(rejected).collect();
+    Run { ledger, created }
+}
+
+#[test]
+fn stress_epoch_own() {
+    // The own collector is dropped with the list: every value is dropped.
+    stress::<Epoch>(List::with_own_domain()).assert_all_dropped_once();
+}
+
+#[test]
+fn stress_hazard_own() {
+    stress::<Hazard>(List::with_own_domain()).assert_all_dropped_once();
+}
+
+#[test]
+fn stress_global_domains_and_leak() {
+    // Removed values wait for the global domains (or forever, with `Leak`);
+    // `Tracked` still fails on any second drop.
+    stress::<Epoch>(List::new());
+    stress::<Hazard>(List::with_domain(Domain::global()));
+    stress::<Leak>(List::new());
+}
+
+// ---------------------------------------------------------------------------
+// Linearizability
+
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    Insert(u8, u8),
+    Remove(u8),
+    Get(u8),
+    PopFirst,
+    LowerBound(u8),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Ret {
+    Inserted(bool),
+    Entry(Option<(u8, u8)>),
+}
+
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
+struct MapSpec(BTreeMap<u8, u8>);
+
+impl Spec for MapSpec {
+    type Op = Op;
+    type Ret = Ret;
+    fn apply(&mut self, op: &Op) -> Ret {
+        match *op {
+            Op::Insert(k, v) => Ret::Inserted(match self.0.entry(k) {
+                std::collections::btree_map::Entry::Occupied(_) => false,
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(v);
+                    true
+                }
+            }),
+            Op::Remove(k) => Ret::Entry(self.0.remove(&k).map(|v| (k, v))),
+            Op::Get(k) => Ret::Entry(self.0.get(&k).map(|&v| (k, v))),
+            Op::PopFirst => Ret::Entry(self.0.pop_first()),
+            Op::LowerBound(k) => Ret::Entry(self.0.range(k..).next().map(|(&k, &v)| (k, v))),
+        }
+    }
+}
+
+fn run_op<R: Reclaim>(list: &List<u8, u8, R>, op: &Op) -> Ret {
+    let pair = |e: vvmalloc::list::Ref<'_, u8, u8, R>| (*e.key(), *e.value());
+    match *op {
+        Op::Insert(k, v) => Ret::Inserted(list.insert(k, v)),
+        Op::Remove(k) => Ret::Entry(list.remove(&k).map(pair)),
+        Op::Get(k) => Ret::Entry(list.get(&k).map(pair)),
+        Op::PopFirst => Ret::Entry(list.pop_first().map(pair)),
+        Op::LowerBound(k) => Ret::Entry(list.lower_bound(Bound::Included(&k)).map(pair)),
+    }
+}
+
+/// Many short runs: 3 threads, a few calls each, on 4 keys; each recorded
+/// history must be linearizable.
+fn linearizable<R: Reclaim>(new: impl Fn() -> List<u8, u8, R>) {
+    const THREADS: usize = 3;
+    let (rounds, per_thread) = if cfg!(miri) { (4, 4) } else { (300, 8) };
+    for round in 0..rounds {
+        let list = Arc::new(new());
+        let clock = Arc::new(Clock::default());
+        let barrier = Arc::new(Barrier::new(THREADS));
+        let handles: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (list, clock, barrier) = (list.clone(), clock.clone(), barrier.clone());
+                thread::spawn(move || {
+                    let mut seed = (round * THREADS + t) as u64 * 0x9E37_79B9 + 7;
+                    barrier.wait();
+                    (0..per_thread)
+                        .map(|_| {
+                            let r = xorshift(&mut seed);
+                            let k = (r % 4) as u8;
+                            let op = match (r >> 8) % 5 {
+                                0 => Op::Insert(k, (r >> 16) as u8),
+                                1 => Op::Remove(k),
+                                2 => Op::Get(k),
+                                3 => Op::PopFirst,
+                                _ => Op::LowerBound(k),
+                            };
+                            clock.record(t, op, |op| run_op(&list, op))
+                        })
+                        .collect::<Vec<Event<Op, Ret>>>()
+                })
+            })
+            .collect();
+        let history: Vec<_> = handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
+        if let Err(e) = lincheck::check(&MapSpec::default(), &history) {
+            panic!("round {round}: {e}");
+        }
+    }
+}
+
+#[test]
+fn linearizable_epoch_own() {
+    linearizable::<Epoch>(List::with_own_domain);
+}
+
+#[test]
+fn linearizable_hazard_own() {
+    linearizable::<Hazard>(List::with_own_domain);
+}
+
+#[test]
+fn linearizable_global_domains() {
+    linearizable::<Epoch>(List::new);
+    linearizable::<Hazard>(List::new);
+}
