@@ -647,6 +647,44 @@ unsafe impl<N: Retirable> haphazard::raw::Pointer<N> for Reclaimer<N> {
     }
 }
 
+/// A hazard pointer that, under loom, is never handed back to the domain's
+/// free list.
+///
+/// haphazard's `try_acquire_available` spins without yielding while another
+/// thread holds the free list's lock bit, which loom cannot bound ("Model
+/// exceeded maximum number of branches"). Under loom a dropped shield only
+/// resets its hazard and keeps the record out of the free list, so every
+/// acquisition takes a fresh record through haphazard's lock-free path; the
+/// domain frees all records when it is dropped. Outside loom records are
+/// released and reused as usual.
+#[doc(hidden)]
+pub struct HazardShield<'d>(core::mem::ManuallyDrop<haphazard::HazardPointer<'d, Family>>);
+
+impl<'d> core::ops::Deref for HazardShield<'d> {
+    type Target = haphazard::HazardPointer<'d, Family>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl core::ops::DerefMut for HazardShield<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for HazardShield<'_> {
+    fn drop(&mut self) {
+        #[cfg(loom)]
+        self.0.reset_protection();
+        #[cfg(not(loom))]
+        // SAFETY: dropped once, here; the field is not used afterwards.
+        unsafe {
+            core::mem::ManuallyDrop::drop(&mut self.0)
+        };
+    }
+}
+
 fn hazard_domain(domain: &Domain<Hazard>) -> &haphazard::Domain<Family> {
     match domain.raw() {
         Some(d) => d,
@@ -661,7 +699,7 @@ impl Reclaim for Hazard {
     const NAME: &'static str = "hazard";
     type RawDomain = haphazard::Domain<Family>;
     type RawGuard<'d> = &'d haphazard::Domain<Family>;
-    type RawShield<'d> = haphazard::HazardPointer<'d, Family>;
+    type RawShield<'d> = HazardShield<'d>;
 
     fn raw_new_domain() -> Self::RawDomain {
         haphazard::Domain::new(&Family)
@@ -672,7 +710,9 @@ impl Reclaim for Hazard {
     }
 
     fn raw_shield<'d>(guard: &Self::RawGuard<'d>) -> Self::RawShield<'d> {
-        haphazard::HazardPointer::new_in_domain(guard)
+        HazardShield(core::mem::ManuallyDrop::new(
+            haphazard::HazardPointer::new_in_domain(guard),
+        ))
     }
 
     #[inline]
