@@ -9,11 +9,14 @@
 // criterion_group! generates an undocumented public function.
 #![allow(missing_docs)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::hint::black_box;
-use std::sync::{Arc, Barrier, Mutex};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{timed_threads, xorshift};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use vvmalloc::reclaim::{Epoch, Hazard, Leak, Reclaim};
@@ -75,33 +78,14 @@ fn op(map: &dyn Map, r: u64, keys: u64) -> bool {
     }
 }
 
-fn xorshift(s: &mut u64) -> u64 {
-    *s ^= *s << 13;
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    *s
-}
-
 fn run(map: &Arc<dyn Map>, threads: usize, keys: u64, iters: u64) -> Duration {
-    let barrier = Arc::new(Barrier::new(threads + 1));
-    let handles: Vec<_> = (0..threads)
-        .map(|t| {
-            let (map, barrier) = (map.clone(), barrier.clone());
-            thread::spawn(move || {
-                let mut s = 0x9E37_79B9_7F4A_7C15 ^ (t as u64 + 1);
-                barrier.wait();
-                for _ in 0..iters {
-                    black_box(op(&*map, xorshift(&mut s), keys));
-                }
-            })
-        })
-        .collect();
-    barrier.wait();
-    let start = Instant::now();
-    for h in handles {
-        h.join().unwrap();
-    }
-    start.elapsed()
+    let map = map.clone();
+    timed_threads(threads, move |t| {
+        let mut s = 0x9E37_79B9_7F4A_7C15 ^ (t as u64 + 1);
+        for _ in 0..iters {
+            black_box(op(&*map, xorshift(&mut s), keys));
+        }
+    })
 }
 
 fn mixed(c: &mut Criterion) {

@@ -9,10 +9,13 @@
 // criterion_group! generates an undocumented public function.
 #![allow(missing_docs)]
 
+mod common;
+
 use std::hint::black_box;
-use std::sync::{Arc, Barrier, Mutex};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::timed_threads;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use crossbeam_queue::{ArrayQueue, SegQueue};
@@ -78,25 +81,13 @@ fn pools() -> Vec<(&'static str, Arc<dyn Pool>)> {
 
 /// Runs `iters` push/pop pairs on each of `threads` threads.
 fn run(pool: &Arc<dyn Pool>, threads: usize, iters: u64) -> Duration {
-    let barrier = Arc::new(Barrier::new(threads + 1));
-    let handles: Vec<_> = (0..threads)
-        .map(|_| {
-            let (pool, barrier) = (pool.clone(), barrier.clone());
-            thread::spawn(move || {
-                barrier.wait();
-                for i in 0..iters {
-                    pool.put(i);
-                    black_box(pool.take());
-                }
-            })
-        })
-        .collect();
-    barrier.wait();
-    let start = Instant::now();
-    for h in handles {
-        h.join().unwrap();
-    }
-    start.elapsed()
+    let pool = pool.clone();
+    timed_threads(threads, move |_| {
+        for i in 0..iters {
+            pool.put(i);
+            black_box(pool.take());
+        }
+    })
 }
 
 fn push_pop(c: &mut Criterion) {

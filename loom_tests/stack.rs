@@ -251,8 +251,8 @@ const CORRECT: u8 = 0;
 const RELAXED_PUBLISH: u8 = 1;
 /// `pop` frees the node at once instead of retiring it.
 const FREE_AT_ONCE: u8 = 2;
-/// `pop` ends its protection (drops the guard and shield) before it reads the
-/// node: a use after free that only the reclamation scheme can expose.
+/// `pop` drops the hazard protecting the top node before it reads the node:
+/// a use after free that only the reclamation scheme can expose.
 const EARLY_UNPIN: u8 = 3;
 
 struct Node {
@@ -327,13 +327,17 @@ impl<R: Reclaim, const BUG: u8> Stack for SeededStack<R, BUG> {
     }
 
     fn pop(&self) -> Option<Tracked> {
-        if BUG == EARLY_UNPIN {
-            return self.pop_unprotected_read();
-        }
         let guard = self.domain.pin();
         let mut shield = guard.shield();
         loop {
-            let head = shield.protect(&self.head);
+            let head = if BUG == EARLY_UNPIN {
+                // The bug: the hazard is dropped before the node is read.
+                // (With epochs the operation's guard still pins the thread,
+                // so this is a bug for hazard pointers only.)
+                guard.shield().protect(&self.head)
+            } else {
+                shield.protect(&self.head)
+            };
             if head.is_null() {
                 return None;
             }
@@ -363,46 +367,6 @@ impl<R: Reclaim, const BUG: u8> Stack for SeededStack<R, BUG> {
                     // SAFETY: unlinked, retired once, from `Box`, one domain.
                     unsafe { guard.retire(head) };
                 }
-                return Some(ManuallyDrop::into_inner(v));
-            }
-        }
-    }
-}
-
-impl<R: Reclaim, const BUG: u8> SeededStack<R, BUG> {
-    /// The EARLY_UNPIN bug: the top node is read after the guard and shield
-    /// it was protected by are gone, so no pin or hazard covers the read.
-    fn pop_unprotected_read(&self) -> Option<Tracked> {
-        loop {
-            let head = {
-                let guard = self.domain.pin();
-                let mut shield = guard.shield();
-                shield.protect(&self.head)
-            };
-            if head.is_null() {
-                return None;
-            }
-            // SAFETY: none: this is the bug the model must catch.
-            let node = unsafe { &*head };
-            node.liveness.check();
-            // SAFETY: none (the bug).
-            let next = node.next.with(|n| unsafe { *n });
-            // Acquire: pairs with the push's Release.
-            if self
-                .head
-                .compare_exchange(
-                    head,
-                    next,
-                    std::sync::atomic::Ordering::Acquire,
-                    std::sync::atomic::Ordering::Relaxed,
-                )
-                .is_ok()
-            {
-                // SAFETY: our CAS unlinked the node; we own its value.
-                let v = node.value.with(|v| unsafe { std::ptr::read(v) });
-                let guard = self.domain.pin();
-                // SAFETY: unlinked, retired once, from `Box`, one domain.
-                unsafe { guard.retire(head) };
                 return Some(ManuallyDrop::into_inner(v));
             }
         }

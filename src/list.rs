@@ -969,7 +969,17 @@ where
     }
 }
 
-/// A weakly consistent iterator over a [`List`], from [`List::iter`].
+/// A weakly consistent iterator over a [`List`], from [`List::iter`]. Each
+/// item is a [`Ref`] with its own protection.
+///
+/// ```
+/// # if vvmalloc::LOOM_BUILD { return; }
+/// use vvmalloc::List;
+/// let m: List<u8, u8> = [(1, 10), (2, 20)].into_iter().collect();
+/// let kept: Vec<_> = m.iter().collect(); // `Ref`s may outlive the iterator
+/// m.remove(&1);
+/// assert_eq!(*kept[0].value(), 10); // still readable: it is protected
+/// ```
 pub struct Iter<'a, K, V, R: Reclaim = Epoch> {
     list: &'a List<K, V, R>,
     next: Option<Ref<'a, K, V, R>>,

@@ -77,6 +77,22 @@ unsafe impl<T: 'static> Retirable for Boxed<T> {
 ///
 /// 1. `this` came from `Box::<N>::into_raw` and is not used again.
 /// 2. `liveness` is `this`'s own field.
+///
+/// ```
+/// # if vvmalloc::LOOM_BUILD { return; }
+/// use std::mem::ManuallyDrop;
+/// use vvmalloc::raw::{free_node, Liveness};
+/// struct Node { value: ManuallyDrop<String>, liveness: Liveness }
+/// let n = Box::into_raw(Box::new(Node {
+///     value: ManuallyDrop::new("moved out first".into()),
+///     liveness: Liveness::new(),
+/// }));
+/// // SAFETY: `n` is ours; its value is moved out before the node is freed.
+/// let value = unsafe { ManuallyDrop::take(&mut (*n).value) };
+/// // SAFETY: from `Box::into_raw`, never used again; its own `liveness`.
+/// unsafe { free_node(n, |n| &n.liveness) };
+/// assert_eq!(value, "moved out first");
+/// ```
 pub unsafe fn free_node<N>(this: *mut N, liveness: impl FnOnce(&N) -> &Liveness) {
     #[cfg(loom)]
     {

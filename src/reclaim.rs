@@ -105,6 +105,22 @@ mod sealed {
 /// through [`Domain`], [`Guard`] and [`Shield`]; the `raw_*` items are the
 /// hooks those types call. The trait is sealed: the three schemes are the
 /// ones the crate's structures are checked with.
+///
+/// Code generic over the scheme names it by the trait:
+///
+/// ```
+/// # if vvmalloc::LOOM_BUILD { return; }
+/// use vvmalloc::reclaim::{Epoch, Hazard, Reclaim};
+/// use vvmalloc::TreiberStack;
+///
+/// fn drain<R: Reclaim>(s: &TreiberStack<u8, R>) -> usize {
+///     std::iter::from_fn(|| s.pop()).count()
+/// }
+/// let a: TreiberStack<u8, Epoch> = [1, 2].into_iter().collect();
+/// let b: TreiberStack<u8, Hazard> = [3].into_iter().collect();
+/// assert_eq!(drain(&a) + drain(&b), 3);
+/// assert_eq!(Hazard::NAME, "hazard");
+/// ```
 pub trait Reclaim: sealed::Sealed + Sized + Send + Sync + 'static {
     /// A short name for tables and benchmark labels.
     const NAME: &'static str;
@@ -571,7 +587,15 @@ impl Reclaim for Epoch {
 /// Every domain of [`Hazard`] is a `haphazard::Domain<Family>`: the process-
 /// wide one and each structure's own. A structure only ever protects and
 /// retires its nodes in its own [`Domain`], which is what haphazard's family
-/// types would otherwise check.
+/// types would otherwise check. Users never name it; it appears in
+/// [`Hazard`]'s implementation of [`Reclaim`].
+///
+/// ```
+/// # if vvmalloc::LOOM_BUILD { return; }
+/// // The raw haphazard domain behind a `Domain<Hazard>` is of this family.
+/// let _raw: haphazard::Domain<vvmalloc::reclaim::Family> =
+///     haphazard::Domain::new(&vvmalloc::reclaim::Family);
+/// ```
 #[derive(Debug)]
 pub struct Family;
 
