@@ -5,6 +5,7 @@
 //! `cargo bench --bench list`. Each iteration is one operation drawn from a
 //! mix of 50% `get`, 25% `insert`, 25% `remove` on uniformly random keys of
 //! the range, which starts half full (so the map stays about half full).
+//! The `-own` variants use a reclamation domain of the list's own.
 
 // criterion_group! generates an undocumented public function.
 #![allow(missing_docs)]
@@ -56,6 +57,15 @@ fn maps(keys: u64) -> Vec<(&'static str, Arc<dyn Map>)> {
     let maps: Vec<(&'static str, Arc<dyn Map>)> = vec![
         ("list-epoch", Arc::new(List::<u64, u64, Epoch>::new())),
         ("list-hazard", Arc::new(List::<u64, u64, Hazard>::new())),
+        // Own domains: what non-'static keys and values cost.
+        (
+            "list-epoch-own",
+            Arc::new(List::<u64, u64, Epoch>::with_own_domain()),
+        ),
+        (
+            "list-hazard-own",
+            Arc::new(List::<u64, u64, Hazard>::with_own_domain()),
+        ),
         ("list-leak", Arc::new(List::<u64, u64, Leak>::new())),
         ("mutex-btreemap", Arc::new(Mutex::new(BTreeMap::new()))),
     ];
