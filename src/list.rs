@@ -872,6 +872,7 @@ impl<K, V, R: Reclaim> List<K, V, R> {
             // SAFETY: nodes reachable from `head` are live, and `&mut self`
             // keeps them so.
             let node = unsafe { &*cur };
+            // Relaxed: exclusive access, as above.
             let next = node.next.load(Ordering::Relaxed);
             if !is_marked(next) {
                 if let Some(prev) = last {
@@ -905,6 +906,7 @@ impl<K, V, R: Reclaim> Drop for List<K, V, R> {
             // SAFETY: reachable, not retired, from `Box`, and no `Ref` can
             // exist (they borrow the list).
             let node = unsafe { Box::from_raw(cur) };
+            // Relaxed: exclusive access, as above.
             cur = unmarked(node.next.load(Ordering::Relaxed));
         }
         // The domain field drops next: with an own domain that frees every
