@@ -7,6 +7,8 @@
 //! - [`List`] and [`ListSet`]: Harris's lock-free ordered list in Michael's
 //!   form, an ordered map and set (and the allocator's address-ordered free
 //!   index).
+//! - [`SkipList`] and [`SkipSet`]: a lock-free skip list (Herlihy–Shavit /
+//!   Fraser), the fast ordered map and the allocator's best-fit free index.
 //!
 //! Each is generic over a reclamation scheme `R` ([`reclaim::Epoch`] by
 //! default, [`reclaim::Hazard`], or the [`reclaim::Leak`] baseline), chosen by
@@ -44,10 +46,12 @@
 pub mod list;
 pub mod raw;
 pub mod reclaim;
+pub mod skiplist;
 pub mod stack;
 mod sync;
 
 pub use list::{List, ListSet};
+pub use skiplist::{SkipList, SkipSet};
 pub use stack::TreiberStack;
 
 /// Whether this build of the crate was made with `--cfg loom`.
