@@ -151,6 +151,15 @@ fn pop_first_races_pop_first<R: Reclaim>() {
     );
 }
 
+/// A `pop_first` racing the insert of a smaller key that is then seen: the
+/// pop must not take the old first entry after the insert was observed.
+fn pop_first_races_smaller_insert<R: Reclaim>() {
+    run::<R>(
+        &[Insert(2, 0)],
+        &[vec![PopFirst], vec![Insert(1, 1), Get(2)]],
+    );
+}
+
 /// A ceiling search while the entry it would find is removed.
 fn lower_bound_races_remove<R: Reclaim>() {
     run::<R>(
@@ -177,6 +186,7 @@ mod epoch {
         remove_races_remove,
         remove_races_get,
         pop_first_races_pop_first,
+        pop_first_races_smaller_insert,
         lower_bound_races_remove,
     );
 }
@@ -189,6 +199,7 @@ mod hazard {
         remove_races_remove,
         remove_races_get,
         pop_first_races_pop_first,
+        pop_first_races_smaller_insert,
         lower_bound_races_remove,
     );
 }

@@ -19,6 +19,14 @@
 //!   inserted after a deleted node (Harris's fix for the lost insert).
 //! - The thread whose unlinking CAS succeeds retires the node, so each node
 //!   is retired once, after it is unreachable.
+//! - `pop_first` first *reserves* the first node `n` by tagging `head` (a CAS
+//!   from `n` to `n | RESERVED`), then marks `n` with a `POPPED` tag. While
+//!   `head` is reserved no insert can link before `n` (its CAS expects an
+//!   untagged `head`), so `n` is still the smallest key when it is marked.
+//!   Whoever meets a reserved `head` helps: it marks `n` and unlinks it.
+//!   Without the reservation a `pop_first` could take a key after a smaller
+//!   one was inserted and seen (the loom model
+//!   `pop_first_races_smaller_insert` shows it).
 //!
 //! # Traversal (Michael)
 //!
@@ -36,7 +44,8 @@
 //! - `insert` that inserts: the CAS that links the node.
 //! - `insert` that finds the key, `get`, `contains`, `lower_bound`, `first`:
 //!   the load of `prev` that confirmed the node was present, unmarked.
-//! - `remove` and `pop_first` that remove: the CAS that marks the node.
+//! - `remove` that removes: the CAS that marks the node; `pop_first`: the
+//!   CAS that marks the node, done while `head` is reserved.
 //! - an operation that finds nothing: the load that saw the end of the list
 //!   or a greater key, with `prev` confirmed unmarked.
 
@@ -60,8 +69,14 @@ struct Node<K, V> {
 }
 
 /// The mark bit of a `next` pointer. Nodes are at least pointer-aligned, so
-/// bit 0 of a node's address is always zero.
+/// bits 0 and 1 of a node's address are always zero.
 const MARK: usize = 1;
+/// With `MARK`, on a node's `next`: the node was removed by `pop_first`.
+const POPPED: usize = 2;
+/// On `head` only: the first node is reserved by a `pop_first`.
+const RESERVED: usize = 2;
+/// Every tag bit.
+const TAGS: usize = 3;
 
 #[inline(always)]
 fn is_marked<T>(p: *mut T) -> bool {
@@ -75,7 +90,7 @@ fn marked<T>(p: *mut T) -> *mut T {
 
 #[inline(always)]
 fn unmarked<T>(p: *mut T) -> *mut T {
-    p.map_addr(|a| a & !MARK)
+    p.map_addr(|a| a & !TAGS)
 }
 
 // SAFETY: `reclaim` drops the node's key and value and frees its memory; the
@@ -434,8 +449,13 @@ where
         let mut next_shield = guard.shield();
         'retry: loop {
             let mut prev: *const AtomicPtr<Node<K, V>> = &self.head;
-            // `head` is never marked.
+            // `head` is never marked, but may be reserved.
             let mut cur = cur_shield.protect(&self.head);
+            if cur.addr() & RESERVED != 0 {
+                // SAFETY: `cur_shield` protects it, validated against `head`.
+                unsafe { self.help_pop(&guard, unmarked(cur)) };
+                continue 'retry;
+            }
             loop {
                 if cur.is_null() {
                     return Position {
@@ -737,8 +757,9 @@ where
     }
 
     /// Removes the entry with the smallest key and returns it (protected, as
-    /// [`remove`](Self::remove) does). Concurrent `pop_first`s take each entry
-    /// once.
+    /// [`remove`](Self::remove) does). Linearizable: the entry is the
+    /// smallest at the moment it is removed, even with concurrent inserts of
+    /// smaller keys; concurrent `pop_first`s take each entry once.
     ///
     /// ```
     /// # if vvmalloc::LOOM_BUILD { return; }
@@ -754,16 +775,86 @@ where
             if pos.cur.is_null() {
                 return None;
             }
-            // The node stays protected by the position while we read its
-            // key for the clean-up search.
-            // SAFETY: non-null and protected by `pos.cur_shield`.
-            let key: *const K = unsafe { &(*pos.cur).key };
-            // SAFETY: `remove_at` keeps the node protected (its `Ref`) for as
-            // long as the clean-up search may call this closure.
-            match self.remove_at(pos, |k| k >= unsafe { &*key }) {
-                Ok(entry) => return Some(entry),
-                Err(g) => guard = g,
+            // Nothing passes the first unmarked node: `prev` is `head`.
+            debug_assert!(ptr::eq(pos.prev, &self.head));
+            // AcqRel: Acquire as any load of a link; the Release half orders
+            // the reservation for the helpers that read it. Relaxed on
+            // failure: we search again.
+            if self
+                .head
+                .compare_exchange(
+                    pos.cur,
+                    pos.cur.map_addr(|a| a | RESERVED),
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_err()
+            {
+                guard = pos.guard;
+                continue;
             }
+            // SAFETY: protected by `pos.cur_shield`; reserved by us.
+            unsafe { self.help_pop(&pos.guard, pos.cur) };
+            // SAFETY: protected.
+            let node = unsafe { &*pos.cur };
+            // Relaxed: the node is marked by now and its `next` frozen; we
+            // read the tag `help_pop` already saw.
+            if node.next.load(Ordering::Relaxed).addr() & TAGS == MARK | POPPED {
+                // Only one reservation of a node can succeed, so the popped
+                // mark is ours.
+                // Relaxed: a statistic (see `len`).
+                self.len.fetch_sub(1, Ordering::Relaxed);
+                return pos.into_ref();
+            }
+            // A `remove` marked it first: try again.
+            guard = pos.guard;
+        }
+    }
+
+    /// Completes the `pop_first` that reserved `node` at `head`: marks it as
+    /// popped (unless a `remove` marked it first), then unlinks it from
+    /// `head`, ending the reservation; the thread whose CAS unlinks it
+    /// retires it.
+    ///
+    /// # Safety
+    ///
+    /// 1. `node` is protected by the caller, and `head` held
+    ///    `node | RESERVED` when it was protected.
+    unsafe fn help_pop(&self, guard: &Guard<'_, R>, node: *mut Node<K, V>) {
+        // SAFETY: (1).
+        let next = unsafe { &(*node).next };
+        // Acquire: we republish the successor in `head` below.
+        let mut cur = next.load(Ordering::Acquire);
+        while !is_marked(cur) {
+            // AcqRel: the RMW continues the successor's release sequence,
+            // Acquire on failure as any load of a link.
+            match next.compare_exchange_weak(
+                cur,
+                cur.map_addr(|a| a | MARK | POPPED),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(now) => cur = now,
+            }
+        }
+        let succ = unmarked(cur);
+        // Release: as the unlinking CAS in `search`. Relaxed on failure:
+        // someone else ended the reservation (and retired the node).
+        if self
+            .head
+            .compare_exchange(
+                node.map_addr(|a| a | RESERVED),
+                succ,
+                Ordering::Release,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+        {
+            // SAFETY: (1) our CAS unlinked the marked node, which is never
+            // linked again; (2) the unlinking CAS is the only retire; (3)
+            // from `Box`; (4) one domain.
+            unsafe { guard.retire(node) };
         }
     }
 
@@ -867,7 +958,7 @@ impl<K, V, R: Reclaim> List<K, V, R> {
         let mut last: Option<&K> = None;
         // Relaxed: `&mut self` excludes concurrent updates.
         let mut cur = self.head.load(Ordering::Relaxed);
-        assert!(!is_marked(cur), "head is marked");
+        assert_eq!(cur.addr() & TAGS, 0, "head is marked or reserved");
         while !cur.is_null() {
             // SAFETY: nodes reachable from `head` are live, and `&mut self`
             // keeps them so.
@@ -898,7 +989,7 @@ impl<K, V, R: Reclaim> List<K, V, R> {
 impl<K, V, R: Reclaim> Drop for List<K, V, R> {
     fn drop(&mut self) {
         // Relaxed: `&mut self` excludes every other thread.
-        let mut cur = self.head.load(Ordering::Relaxed);
+        let mut cur = unmarked(self.head.load(Ordering::Relaxed));
         // A loop, so a long list cannot overflow the stack. Every node
         // reachable from `head` (marked ones included) is not retired: only
         // unlinked nodes are.
