@@ -1008,7 +1008,13 @@ where
 
     /// Inserts a node of `height` levels, replacing an entry with the same
     /// key if `replace`.
-    fn insert_internal(&self, key: K, value: V, height: usize, replace: bool) -> Inserted<'_, K, V, R> {
+    fn insert_internal(
+        &self,
+        key: K,
+        value: V,
+        height: usize,
+        replace: bool,
+    ) -> Inserted<'_, K, V, R> {
         let height = height.clamp(1, MAX_HEIGHT);
         let node = Node::alloc(key, value, height);
         let mut c = Cursor::new(&self.domain);
@@ -1649,9 +1655,17 @@ impl<K, V, R: Reclaim> SkipList<K, V, R> {
             );
             // SAFETY: live; level 0 exists.
             let next = unsafe { Node::next(cur, 0) }.load(Ordering::Relaxed);
-            assert!(!is_marked(next), "removed entry {:?} still linked", node.key);
+            assert!(
+                !is_marked(next),
+                "removed entry {:?} still linked",
+                node.key
+            );
             if let Some(prev) = last {
-                assert!(prev < &node.key, "keys out of order: {prev:?} before {:?}", node.key);
+                assert!(
+                    prev < &node.key,
+                    "keys out of order: {prev:?} before {:?}",
+                    node.key
+                );
             }
             last = Some(&node.key);
             count += 1;
@@ -1678,9 +1692,8 @@ impl<K, V, R: Reclaim> SkipList<K, V, R> {
                     );
                     // SAFETY: reachable, so live; its height exceeds
                     // `level - 1`.
-                    lower = untagged(
-                        unsafe { Node::next(lower, level - 1) }.load(Ordering::Relaxed),
-                    );
+                    lower =
+                        untagged(unsafe { Node::next(lower, level - 1) }.load(Ordering::Relaxed));
                 }
                 // SAFETY: as above.
                 upper = untagged(unsafe { Node::next(upper, level) }.load(Ordering::Relaxed));
@@ -2258,6 +2271,40 @@ impl<'a, K: Ord + Send, R: Reclaim> IntoIterator for &'a SkipSet<K, R> {
 
     fn into_iter(self) -> Iter<'a, K, (), R> {
         self.iter()
+    }
+}
+
+#[cfg(loom)]
+impl<K: Ord + Send, V: Send, R: Reclaim> SkipList<K, V, R> {
+    /// **A deliberately broken `pop_first`**, for the seeded-bug model of
+    /// `loom_tests/skiplist.rs`: it marks the first node without reserving
+    /// `head[0]`, so an insert of a smaller key can complete, and be seen,
+    /// between the search and the mark (the race the reservation closes).
+    /// Compiled only under `cfg(loom)`; never call it.
+    #[doc(hidden)]
+    pub fn seeded_bug_pop_first_without_reservation(&self) -> Option<Ref<'_, K, V, R>> {
+        let mut c = Cursor::new(&self.domain);
+        let mut own = c.guard.shield();
+        loop {
+            self.search(&mut c, |_| true, 0);
+            let node = c.curr;
+            if node.is_null() {
+                return None;
+            }
+            // SAFETY: protected by `curr_shield`.
+            if unsafe { mark_tower(node, 0) } {
+                mem::swap(&mut own, &mut c.curr_shield);
+                // SAFETY: our mark removed it; `own` protects it.
+                unsafe { self.finish_removal(&mut c, node) };
+                return Some(Ref {
+                    list: self,
+                    // SAFETY: non-null, checked above.
+                    node: unsafe { NonNull::new_unchecked(node) },
+                    _shield: own,
+                    _guard: c.guard,
+                });
+            }
+        }
     }
 }
 

@@ -1,0 +1,441 @@
+//! Multi-threaded tests of `SkipList`: stress with drop counting (every
+//! successful insert is removed exactly once or remains; every value is
+//! dropped exactly once), replacement under contention, and linearizability
+//! of recorded histories, `pop_first`, `pop_last` and the ceiling and floor
+//! searches included.
+#![cfg(not(loom))]
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound::{Excluded, Included};
+use std::sync::{Arc, Barrier};
+use std::thread;
+
+use common::lincheck::{self, Clock, Event, Spec};
+use common::{DropLedger, Tracked};
+use vvmalloc::reclaim::{Domain, Epoch, Hazard, Leak, Reclaim};
+use vvmalloc::skiplist::Ref;
+use vvmalloc::SkipList;
+
+// Tests named `*own*` use only own domains, so they free everything they
+// allocate: CI runs them under Miri with its leak check on.
+
+const THREADS: usize = if cfg!(miri) { 2 } else { 4 };
+const OPS: usize = if cfg!(miri) { 60 } else { 20_000 };
+/// Keys overlap between threads, so inserts and removes of one key race;
+/// ranges of threads overlap by half.
+const KEYS: u64 = if cfg!(miri) { 8 } else { 256 };
+
+fn xorshift(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
+/// What one thread saw succeed: (key, value id) inserted and removed.
+#[derive(Default)]
+struct Log {
+    inserted: Vec<(u64, usize)>,
+    /// Ids of values whose insert found the key present.
+    rejected: Vec<usize>,
+    removed: Vec<(u64, usize)>,
+}
+
+/// What a stress run leaves to check: the drop ledger and the ids of every
+/// value it created.
+struct Run {
+    ledger: DropLedger,
+    created: Vec<usize>,
+}
+
+impl Run {
+    fn assert_all_dropped_once(&self) {
+        for &id in &self.created {
+            let n = self.ledger.drops(id);
+            assert_eq!(n, 1, "value {id} dropped {n} times");
+        }
+    }
+}
+
+fn stress<R: Reclaim>(map: SkipList<u64, Tracked, R>) -> Run {
+    let map = Arc::new(map);
+    let ledger = DropLedger::new(THREADS * OPS);
+    let barrier = Arc::new(Barrier::new(THREADS));
+    let handles: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (map, ledger, barrier) = (map.clone(), ledger.clone(), barrier.clone());
+            thread::spawn(move || {
+                let mut log = Log::default();
+                let mut seed = 0x2545_F491_4F6C_DD1D ^ (t as u64 + 1);
+                // Thread t works on [t * KEYS / 2, t * KEYS / 2 + KEYS).
+                let base = t as u64 * KEYS / 2;
+                barrier.wait();
+                for i in 0..OPS {
+                    let r = xorshift(&mut seed);
+                    let key = base + r % KEYS;
+                    let id = t * OPS + i;
+                    match (r >> 32) % 10 {
+                        0..=2 => match map.try_insert(key, ledger.value(id)) {
+                            Ok(e) => {
+                                assert_eq!((*e.key(), e.value().id), (key, id));
+                                log.inserted.push((key, id));
+                            }
+                            Err((k, v)) => {
+                                assert_eq!(k, key);
+                                log.rejected.push(id);
+                                drop(v);
+                            }
+                        },
+                        3 => {
+                            let e = map.get_or_insert(key, ledger.value(id));
+                            if e.value().id == id {
+                                log.inserted.push((key, id));
+                            } else {
+                                log.rejected.push(id);
+                            }
+                        }
+                        4..=5 => {
+                            if let Some(e) = map.remove(&key) {
+                                assert_eq!(*e.key(), key);
+                                log.removed.push((key, e.value().id));
+                            }
+                        }
+                        6 => {
+                            let e = if r & (1 << 20) == 0 {
+                                map.pop_first()
+                            } else {
+                                map.pop_last()
+                            };
+                            if let Some(e) = e {
+                                log.removed.push((*e.key(), e.value().id));
+                            }
+                        }
+                        7 => {
+                            // Best fit: a ceiling search, then take that entry.
+                            if let Some(e) = map.lower_bound(Included(&key)) {
+                                assert!(*e.key() >= key);
+                                if e.remove() {
+                                    log.removed.push((*e.key(), e.value().id));
+                                }
+                            }
+                        }
+                        8 => {
+                            if let Some(e) = map.upper_bound(Excluded(&key)) {
+                                assert!(*e.key() < key);
+                            }
+                            let mut last = None;
+                            for e in map.range(key..key + 8) {
+                                assert!((key..key + 8).contains(e.key()));
+                                assert!(last < Some(*e.key()), "range not increasing");
+                                last = Some(*e.key());
+                            }
+                        }
+                        _ => {
+                            if let Some(e) = map.get(&key) {
+                                assert_eq!(*e.key(), key);
+                            }
+                        }
+                    }
+                }
+                log
+            })
+        })
+        .collect();
+    let logs: Vec<Log> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let mut map = Arc::into_inner(map).expect("threads joined");
+    map.check_invariants();
+
+    // Net effect: each inserted id was removed once or is in the map, under
+    // its key, and nothing else was removed or is in the map.
+    let mut inserted: HashMap<usize, u64> = HashMap::new();
+    for log in &logs {
+        for &(k, id) in &log.inserted {
+            assert!(inserted.insert(id, k).is_none());
+        }
+    }
+    let mut accounted: HashMap<usize, u64> = HashMap::new();
+    let removed = logs.iter().flat_map(|l| l.removed.iter().copied());
+    let remaining: Vec<(u64, usize)> = map.iter().map(|e| (*e.key(), e.value().id)).collect();
+    for (k, id) in removed.chain(remaining.iter().copied()) {
+        assert_eq!(
+            inserted.get(&id),
+            Some(&k),
+            "id {id} under key {k} was never inserted there"
+        );
+        assert!(
+            accounted.insert(id, k).is_none(),
+            "id {id} removed or present twice"
+        );
+    }
+    assert_eq!(
+        accounted.len(),
+        inserted.len(),
+        "some inserted values were lost"
+    );
+    assert_eq!(map.len(), remaining.len());
+    let rejected: Vec<usize> = logs
+        .iter()
+        .flat_map(|l| l.rejected.iter().copied())
+        .collect();
+    for &id in &rejected {
+        assert_eq!(ledger.drops(id), 1, "rejected insert {id} not dropped");
+    }
+    for (_, id) in &remaining {
+        assert_eq!(ledger.drops(*id), 0, "value {id} in the map was dropped");
+    }
+    drop(map);
+    for (_, id) in &remaining {
+        assert_eq!(ledger.drops(*id), 1, "value {id} not dropped with the map");
+    }
+    let created = inserted.keys().copied().chain(rejected).collect();
+    Run { ledger, created }
+}
+
+#[test]
+fn stress_epoch_own() {
+    stress::<Epoch>(SkipList::with_own_domain()).assert_all_dropped_once();
+}
+
+#[test]
+fn stress_hazard_own() {
+    stress::<Hazard>(SkipList::with_own_domain()).assert_all_dropped_once();
+}
+
+#[test]
+fn stress_global_domains_and_leak() {
+    // Removed values wait for the global domains (or forever, with `Leak`);
+    // `Tracked` still fails on any second drop.
+    stress::<Epoch>(SkipList::new());
+    stress::<Hazard>(SkipList::with_domain(Domain::global()));
+    stress::<Leak>(SkipList::new());
+}
+
+/// Threads replace the values of a few keys over and over, while others
+/// read them: a reader never finds a key missing, and in the end each key
+/// holds one value and every other value was dropped exactly once.
+fn replace_under_contention<R: Reclaim>(map: SkipList<u64, Tracked, R>) {
+    const KEYS: u64 = 4;
+    let rounds = if cfg!(miri) { 20 } else { 5_000 };
+    let map = Arc::new(map);
+    let ledger = DropLedger::new(KEYS as usize + THREADS * rounds);
+    for k in 0..KEYS {
+        map.insert(k, ledger.value(k as usize));
+    }
+    let barrier = Arc::new(Barrier::new(THREADS));
+    let handles: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (map, ledger, barrier) = (map.clone(), ledger.clone(), barrier.clone());
+            thread::spawn(move || {
+                barrier.wait();
+                for i in 0..rounds {
+                    let key = (i as u64 + t as u64) % KEYS;
+                    if t % 2 == 0 {
+                        let id = KEYS as usize + t * rounds + i;
+                        assert_eq!(map.insert(key, ledger.value(id)).value().id, id);
+                    } else {
+                        assert!(map.get(&key).is_some(), "key {key} missing mid-replace");
+                        map.insert(key, ledger.value(KEYS as usize + t * rounds + i));
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let mut map = Arc::into_inner(map).expect("threads joined");
+    map.check_invariants();
+    assert_eq!(map.len(), KEYS as usize);
+    let live: Vec<usize> = map.iter().map(|e| e.value().id).collect();
+    drop(map);
+    for id in live {
+        assert_eq!(ledger.drops(id), 1);
+    }
+}
+
+#[test]
+fn replace_under_contention_epoch_own() {
+    replace_under_contention::<Epoch>(SkipList::with_own_domain());
+}
+
+#[test]
+fn replace_under_contention_hazard_own() {
+    replace_under_contention::<Hazard>(SkipList::with_own_domain());
+}
+
+/// Concurrent `pop_first`s and `pop_last`s drain a map: each entry is
+/// taken once, and in order within each thread.
+#[test]
+fn pops_take_each_entry_once_own() {
+    let n = if cfg!(miri) { 40 } else { 40_000 };
+    let map: Arc<SkipList<u64, (), Hazard>> = Arc::new(SkipList::with_own_domain());
+    for k in 0..n {
+        map.insert(k, ());
+    }
+    let handles: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let map = map.clone();
+            thread::spawn(move || {
+                let mut got = Vec::new();
+                loop {
+                    let e = if t % 2 == 0 {
+                        map.pop_first()
+                    } else {
+                        map.pop_last()
+                    };
+                    match e {
+                        Some(e) => got.push(*e.key()),
+                        None => break,
+                    }
+                }
+                if t % 2 == 0 {
+                    assert!(got.windows(2).all(|w| w[0] < w[1]));
+                } else {
+                    assert!(got.windows(2).all(|w| w[0] > w[1]));
+                }
+                got
+            })
+        })
+        .collect();
+    let mut all: Vec<u64> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..n).collect::<Vec<_>>());
+    assert!(map.is_empty());
+}
+
+// ---------------------------------------------------------------------------
+// Linearizability
+
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    Insert(u8, u8),
+    TryInsert(u8, u8),
+    Remove(u8),
+    Get(u8),
+    PopFirst,
+    PopLast,
+    LowerBound(u8),
+    UpperBound(u8),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Ret {
+    Unit,
+    Inserted(bool),
+    Entry(Option<(u8, u8)>),
+}
+
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
+struct MapSpec(BTreeMap<u8, u8>);
+
+impl Spec for MapSpec {
+    type Op = Op;
+    type Ret = Ret;
+    fn apply(&mut self, op: &Op) -> Ret {
+        let kv = |(&k, &v): (&u8, &u8)| (k, v);
+        match *op {
+            Op::Insert(k, v) => {
+                self.0.insert(k, v);
+                Ret::Unit
+            }
+            Op::TryInsert(k, v) => Ret::Inserted(match self.0.entry(k) {
+                std::collections::btree_map::Entry::Occupied(_) => false,
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(v);
+                    true
+                }
+            }),
+            Op::Remove(k) => Ret::Entry(self.0.remove(&k).map(|v| (k, v))),
+            Op::Get(k) => Ret::Entry(self.0.get(&k).map(|&v| (k, v))),
+            Op::PopFirst => Ret::Entry(self.0.pop_first()),
+            Op::PopLast => Ret::Entry(self.0.pop_last()),
+            Op::LowerBound(k) => Ret::Entry(self.0.range(k..).next().map(kv)),
+            Op::UpperBound(k) => Ret::Entry(self.0.range(..=k).next_back().map(kv)),
+        }
+    }
+}
+
+fn run_op<R: Reclaim>(map: &SkipList<u8, u8, R>, op: &Op) -> Ret {
+    let pair = |e: Ref<'_, u8, u8, R>| (*e.key(), *e.value());
+    match *op {
+        Op::Insert(k, v) => {
+            map.insert(k, v);
+            Ret::Unit
+        }
+        Op::TryInsert(k, v) => Ret::Inserted(map.try_insert(k, v).is_ok()),
+        Op::Remove(k) => Ret::Entry(map.remove(&k).map(pair)),
+        Op::Get(k) => Ret::Entry(map.get(&k).map(pair)),
+        Op::PopFirst => Ret::Entry(map.pop_first().map(pair)),
+        Op::PopLast => Ret::Entry(map.pop_last().map(pair)),
+        Op::LowerBound(k) => Ret::Entry(map.lower_bound(Included(&k)).map(pair)),
+        Op::UpperBound(k) => Ret::Entry(map.upper_bound(Included(&k)).map(pair)),
+    }
+}
+
+/// Many short runs: 3 threads, a few calls each, on 5 keys; each recorded
+/// history must be linearizable.
+fn linearizable<R: Reclaim>(new: impl Fn() -> SkipList<u8, u8, R>) {
+    const THREADS: usize = 3;
+    let (rounds, per_thread) = if cfg!(miri) { (4, 4) } else { (400, 8) };
+    for round in 0..rounds {
+        let map = Arc::new(new());
+        let clock = Arc::new(Clock::default());
+        let barrier = Arc::new(Barrier::new(THREADS));
+        let handles: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (map, clock, barrier) = (map.clone(), clock.clone(), barrier.clone());
+                thread::spawn(move || {
+                    let mut seed = (round * THREADS + t) as u64 * 0x9E37_79B9 + 11;
+                    barrier.wait();
+                    (0..per_thread)
+                        .map(|_| {
+                            let r = xorshift(&mut seed);
+                            let k = (r % 5) as u8;
+                            let v = (r >> 16) as u8;
+                            let op = match (r >> 8) % 8 {
+                                0 => Op::Insert(k, v),
+                                1 => Op::TryInsert(k, v),
+                                2 => Op::Remove(k),
+                                3 => Op::Get(k),
+                                4 => Op::PopFirst,
+                                5 => Op::PopLast,
+                                6 => Op::LowerBound(k),
+                                _ => Op::UpperBound(k),
+                            };
+                            clock.record(t, op, |op| run_op(&map, op))
+                        })
+                        .collect::<Vec<Event<Op, Ret>>>()
+                })
+            })
+            .collect();
+        let history: Vec<_> = handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
+        if let Err(e) = lincheck::check(&MapSpec::default(), &history) {
+            panic!("round {round}: {e}");
+        }
+        Arc::into_inner(map).expect("joined").check_invariants();
+    }
+}
+
+#[test]
+fn linearizable_epoch_own() {
+    linearizable::<Epoch>(SkipList::with_own_domain);
+}
+
+#[test]
+fn linearizable_hazard_own() {
+    linearizable::<Hazard>(SkipList::with_own_domain);
+}
+
+#[test]
+fn linearizable_global_domains() {
+    linearizable::<Epoch>(SkipList::new);
+    linearizable::<Hazard>(SkipList::new);
+}
