@@ -130,6 +130,13 @@ pub trait Reclaim: sealed::Sealed + Sized + Send + Sync + 'static {
     /// A short name for tables and benchmark labels.
     const NAME: &'static str;
 
+    /// Whether a [`Guard`] alone keeps every node that was reachable while
+    /// it lived from being freed (true for [`Epoch`] and [`Leak`], false
+    /// for [`Hazard`], where only shields protect). Structures use it to
+    /// keep unprotected pointers from a search for later, where it is safe.
+    #[doc(hidden)]
+    const GUARD_PROTECTS_ALL: bool;
+
     /// The scheme's own domain type.
     #[doc(hidden)]
     type RawDomain: Send + Sync;
@@ -495,6 +502,7 @@ impl sealed::Sealed for Epoch {}
 
 impl Reclaim for Epoch {
     const NAME: &'static str = "epoch";
+    const GUARD_PROTECTS_ALL: bool = true;
     type RawDomain = crossbeam_epoch::Collector;
     type RawGuard<'d> = crossbeam_epoch::Guard;
     type RawShield<'d> = ();
@@ -726,6 +734,7 @@ fn hazard_domain(domain: &Domain<Hazard>) -> &haphazard::Domain<Family> {
 
 impl Reclaim for Hazard {
     const NAME: &'static str = "hazard";
+    const GUARD_PROTECTS_ALL: bool = false;
     type RawDomain = haphazard::Domain<Family>;
     type RawGuard<'d> = &'d haphazard::Domain<Family>;
     type RawShield<'d> = HazardShield<'d>;
@@ -820,6 +829,7 @@ impl sealed::Sealed for Leak {}
 
 impl Reclaim for Leak {
     const NAME: &'static str = "leak";
+    const GUARD_PROTECTS_ALL: bool = true;
     type RawDomain = ();
     type RawGuard<'d> = ();
     type RawShield<'d> = ();

@@ -26,7 +26,7 @@ pub use loom::sync::atomic::AtomicPtr;
 #[allow(unused_imports)]
 pub(crate) use loom::{
     hint::spin_loop,
-    sync::atomic::{AtomicBool, AtomicIsize, AtomicUsize},
+    sync::atomic::{AtomicBool, AtomicIsize, AtomicU32, AtomicUsize},
     thread,
 };
 
@@ -39,7 +39,7 @@ pub use core::sync::atomic::AtomicPtr;
 #[allow(unused_imports)]
 pub(crate) use core::{
     hint::spin_loop,
-    sync::atomic::{AtomicBool, AtomicIsize, AtomicUsize},
+    sync::atomic::{AtomicBool, AtomicIsize, AtomicU32, AtomicUsize},
 };
 #[cfg(not(loom))]
 #[allow(unused_imports)]
