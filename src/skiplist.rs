@@ -78,7 +78,7 @@ use core::alloc::Layout;
 use core::borrow::Borrow;
 use core::fmt;
 use core::marker::PhantomData;
-use core::mem;
+use core::mem::{self, MaybeUninit};
 use core::ops::{Bound, RangeBounds};
 use core::ptr::{self, NonNull};
 
@@ -631,9 +631,11 @@ struct Cursor<'a, K, V, R: Reclaim> {
     /// `pred_tower` and `curr` it left in `preds` and `succs`. Unprotected
     /// (only `pred` and `curr` of the last level are): usable only where
     /// the guard alone protects (`R::GUARD_PROTECTS_ALL`).
+    /// Written only where `R::GUARD_PROTECTS_ALL`, for the levels in
+    /// `recorded`.
     recorded: (usize, usize),
-    preds: [*const AtomicPtr<Node<K, V>>; MAX_HEIGHT],
-    succs: [*mut Node<K, V>; MAX_HEIGHT],
+    preds: [MaybeUninit<*const AtomicPtr<Node<K, V>>>; MAX_HEIGHT],
+    succs: [MaybeUninit<*mut Node<K, V>>; MAX_HEIGHT],
 }
 
 impl<'a, K, V, R: Reclaim> Cursor<'a, K, V, R> {
@@ -648,8 +650,8 @@ impl<'a, K, V, R: Reclaim> Cursor<'a, K, V, R> {
             succ_shield: guard.shield(),
             guard,
             recorded: (1, 0),
-            preds: [ptr::null(); MAX_HEIGHT],
-            succs: [ptr::null_mut(); MAX_HEIGHT],
+            preds: [const { MaybeUninit::uninit() }; MAX_HEIGHT],
+            succs: [const { MaybeUninit::uninit() }; MAX_HEIGHT],
         }
     }
 
@@ -827,9 +829,11 @@ where
     /// met on the way and helping a reserved head. `stop` must be monotone
     /// along increasing keys.
     fn search(&self, c: &mut Cursor<'_, K, V, R>, stop: impl Fn(&K) -> bool, level: usize) {
+        // `pred` and its tower live in locals during the walk (the cursor is
+        // in memory) and go to the cursor at the end.
         'retry: loop {
-            c.pred = ptr::null_mut();
-            c.pred_tower = self.head.as_ptr();
+            let mut pred: *mut Node<K, V> = ptr::null_mut();
+            let mut pred_tower: *const AtomicPtr<Node<K, V>> = self.head.as_ptr();
             // Relaxed: a hint (see `max_height`); any start level is correct.
             let mut lvl = self.max_height.load(Ordering::Relaxed).max(level + 1) - 1;
             c.recorded = (level, lvl);
@@ -840,13 +844,13 @@ where
                 // SAFETY: `pred_tower` is `head`'s tower or that of `pred`,
                 // which `pred_shield` protects and which was reached at a
                 // level `>= lvl`, so its height exceeds `lvl`.
-                let mut slot = unsafe { &*c.pred_tower.add(lvl) };
+                let mut slot = unsafe { &*pred_tower.add(lvl) };
                 // Acquire (here and for every `next` load): pairs with the
                 // Release CAS that linked the pointee (or the RMWs that
                 // continue its release sequence), so its fields are visible.
                 let mut curr = slot.load(Ordering::Acquire);
                 if tag(curr) != 0 {
-                    if c.pred.is_null() && tag(curr) == RESERVED {
+                    if pred.is_null() && tag(curr) == RESERVED {
                         // `head[0]` is reserved by a `pop_first`: help it.
                         if c.curr_shield.try_protect(curr, slot).is_ok() {
                             // SAFETY: protected while `head[0]` pointed to
@@ -914,17 +918,21 @@ where
                     if c.succ_shield.try_protect(succ, next).is_err() {
                         continue 'retry;
                     }
-                    c.pred = curr;
+                    pred = curr;
                     // SAFETY: protected.
-                    c.pred_tower = unsafe { Node::tower(curr) };
+                    pred_tower = unsafe { Node::tower(curr) };
                     slot = next;
                     mem::swap(&mut c.pred_shield, &mut c.curr_shield);
                     curr = succ;
                     mem::swap(&mut c.curr_shield, &mut c.succ_shield);
                 }
-                c.preds[lvl] = c.pred_tower;
-                c.succs[lvl] = curr;
+                if R::GUARD_PROTECTS_ALL {
+                    c.preds[lvl].write(pred_tower);
+                    c.succs[lvl].write(curr);
+                }
                 if lvl == level {
+                    c.pred = pred;
+                    c.pred_tower = pred_tower;
                     c.curr = curr;
                     return;
                 }
@@ -996,11 +1004,59 @@ where
         // SeqCst: pairs with the fence in `link_upper`: either the inserter
         // sees our mark, or the search below sees its links.
         fence(Ordering::SeqCst);
-        // SAFETY: (2) protected; keys are immutable.
-        let key = unsafe { &(*node).key };
-        self.search(c, |k| k >= key, 0);
+        // SAFETY: (2) protected.
+        if !(R::GUARD_PROTECTS_ALL && unsafe { self.unlink_recorded(c, node) }) {
+            // SAFETY: (2) protected; keys are immutable.
+            let key = unsafe { &(*node).key };
+            self.search(c, |k| k >= key, 0);
+        }
         // SAFETY: (2) protected; (1) we are the remover, once.
         unsafe { self.release(&c.guard, node) };
+    }
+
+    /// Unlinks the removed `node` at every level through the predecessors
+    /// the cursor's last search recorded, as Herlihy and Shavit do, without
+    /// a new search. Succeeds only if that search found `node` linked at
+    /// every level of its tower (so its inserter had finished and links it
+    /// nowhere again) and every unlinking CAS succeeds; `false` leaves the
+    /// rest to a search.
+    ///
+    /// # Safety
+    ///
+    /// 1. `node` is protected and marked at every level; the caller's fence
+    ///    follows the mark.
+    /// 2. `R::GUARD_PROTECTS_ALL`, and the guard of `c` has been pinned
+    ///    since the search that recorded the predecessors.
+    unsafe fn unlink_recorded(&self, c: &Cursor<'_, K, V, R>, node: *mut Node<K, V>) -> bool {
+        // SAFETY: (1) protected.
+        let height = unsafe { (*node).height as usize };
+        if c.recorded.0 != 0 || c.recorded.1 + 1 < height {
+            return false;
+        }
+        for level in 0..height {
+            // SAFETY: the last search wrote every level in `c.recorded`.
+            if unsafe { c.succs[level].assume_init() } != node {
+                return false;
+            }
+        }
+        for level in (0..height).rev() {
+            // SAFETY: (1); `level < height`.
+            let next = unsafe { Node::next(node, level) };
+            // Acquire: we republish the successor.
+            let succ = untagged(next.load(Ordering::Acquire));
+            // SAFETY: recorded above; (2) the pinned guard keeps the
+            // predecessor from being freed; its height exceeds `level`.
+            let slot = unsafe { &*c.preds[level].assume_init().add(level) };
+            // Release: as the unlinking CAS in `search`. Relaxed on failure:
+            // a search finishes the job.
+            if slot
+                .compare_exchange(node, succ, Ordering::Release, Ordering::Relaxed)
+                .is_err()
+            {
+                return false;
+            }
+        }
+        true
     }
 
     /// Links `node` (already linked at level 0) at levels `1..height`, stops
@@ -1030,7 +1086,9 @@ where
             loop {
                 let (pred_tower, succ) = if recorded {
                     recorded = false;
-                    (c.preds[level], c.succs[level])
+                    // SAFETY: the last search wrote every level in
+                    // `c.recorded` (the scheme protects all, checked above).
+                    unsafe { (c.preds[level].assume_init(), c.succs[level].assume_init()) }
                 } else {
                     self.search(c, |k| k >= key, level);
                     (c.pred_tower, c.curr)
