@@ -1059,6 +1059,30 @@ where
         true
     }
 
+    /// [`finish_removal`](Self::finish_removal), then the removed entry as
+    /// a [`Ref`] that `own` keeps protected.
+    ///
+    /// # Safety
+    ///
+    /// 1. As `finish_removal`'s 1: this thread's mark removed `node`.
+    /// 2. `own` protects `node`, which is non-null.
+    unsafe fn removed_entry<'a>(
+        &'a self,
+        mut c: Cursor<'a, K, V, R>,
+        own: Shield<'a, R>,
+        node: *mut Node<K, V>,
+    ) -> Ref<'a, K, V, R> {
+        // SAFETY: (1); (2) protected until the `Ref` drops.
+        unsafe { self.finish_removal(&mut c, node) };
+        Ref {
+            list: self,
+            // SAFETY: (2) non-null.
+            node: unsafe { NonNull::new_unchecked(node) },
+            _shield: own,
+            _guard: c.guard,
+        }
+    }
+
     /// Links `node` (already linked at level 0) at levels `1..height`, stops
     /// early if it is removed, unlinks it again if it was removed while we
     /// linked, and releases the inserter's part.
@@ -1420,15 +1444,8 @@ where
             // SAFETY: protected.
             if unsafe { mark_tower(node, 0) } {
                 mem::swap(&mut own, &mut c.curr_shield);
-                // SAFETY: our mark removed it; `own` protects it.
-                unsafe { self.finish_removal(&mut c, node) };
-                return Some(Ref {
-                    list: self,
-                    // SAFETY: non-null, checked above.
-                    node: unsafe { NonNull::new_unchecked(node) },
-                    _shield: own,
-                    _guard: c.guard,
-                });
+                // SAFETY: our mark removed it (1); `own` protects it (2); non-null.
+                return Some(unsafe { self.removed_entry(c, own, node) });
             }
             // Removed by someone else: the key may be back; search again.
         }
@@ -1508,16 +1525,8 @@ where
             // level 0 is frozen; we read the tag our `help_pop` already saw.
             if tag(next.load(Ordering::Relaxed)) == MARK | POPPED {
                 mem::swap(&mut own, &mut c.curr_shield);
-                // SAFETY: the reservation we made removed it (only one
-                // reservation of a node can succeed); `own` protects it.
-                unsafe { self.finish_removal(&mut c, node) };
-                return Some(Ref {
-                    list: self,
-                    // SAFETY: non-null, checked above.
-                    node: unsafe { NonNull::new_unchecked(node) },
-                    _shield: own,
-                    _guard: c.guard,
-                });
+                // SAFETY: our mark removed it (1); `own` protects it (2); non-null.
+                return Some(unsafe { self.removed_entry(c, own, node) });
             }
             // A `remove` marked it first: try the next one.
         }
@@ -1572,15 +1581,8 @@ where
                 )
                 .is_ok()
             {
-                // SAFETY: our mark removed it; `own` protects it.
-                unsafe { self.finish_removal(&mut c, node) };
-                return Some(Ref {
-                    list: self,
-                    // SAFETY: non-null, checked above.
-                    node: unsafe { NonNull::new_unchecked(node) },
-                    _shield: own,
-                    _guard: c.guard,
-                });
+                // SAFETY: our mark removed it (1); `own` protects it (2); non-null.
+                return Some(unsafe { self.removed_entry(c, own, node) });
             }
             // Not last any more (or removed): unlink the levels we marked
             // and try again.
@@ -2427,15 +2429,8 @@ impl<K: Ord + Send, V: Send, R: Reclaim> SkipList<K, V, R> {
             // SAFETY: protected by `curr_shield`.
             if unsafe { mark_tower(node, 0) } {
                 mem::swap(&mut own, &mut c.curr_shield);
-                // SAFETY: our mark removed it; `own` protects it.
-                unsafe { self.finish_removal(&mut c, node) };
-                return Some(Ref {
-                    list: self,
-                    // SAFETY: non-null, checked above.
-                    node: unsafe { NonNull::new_unchecked(node) },
-                    _shield: own,
-                    _guard: c.guard,
-                });
+                // SAFETY: our mark removed it (1); `own` protects it (2); non-null.
+                return Some(unsafe { self.removed_entry(c, own, node) });
             }
         }
     }

@@ -7,13 +7,13 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ops::Bound::{Excluded, Included};
 use std::sync::{Arc, Barrier};
 use std::thread;
 
 use common::lincheck::{self, Clock, Event, Spec};
-use common::{DropLedger, Tracked};
+use common::{check_net_effect, xorshift, DropLedger, Log, Run, Tracked};
 use vvmalloc::reclaim::{Domain, Epoch, Hazard, Leak, Reclaim};
 use vvmalloc::skiplist::Ref;
 use vvmalloc::SkipList;
@@ -26,38 +26,6 @@ const OPS: usize = if cfg!(miri) { 60 } else { 20_000 };
 /// Keys overlap between threads, so inserts and removes of one key race;
 /// ranges of threads overlap by half.
 const KEYS: u64 = if cfg!(miri) { 8 } else { 256 };
-
-fn xorshift(seed: &mut u64) -> u64 {
-    *seed ^= *seed << 13;
-    *seed ^= *seed >> 7;
-    *seed ^= *seed << 17;
-    *seed
-}
-
-/// What one thread saw succeed: (key, value id) inserted and removed.
-#[derive(Default)]
-struct Log {
-    inserted: Vec<(u64, usize)>,
-    /// Ids of values whose insert found the key present.
-    rejected: Vec<usize>,
-    removed: Vec<(u64, usize)>,
-}
-
-/// What a stress run leaves to check: the drop ledger and the ids of every
-/// value it created.
-struct Run {
-    ledger: DropLedger,
-    created: Vec<usize>,
-}
-
-impl Run {
-    fn assert_all_dropped_once(&self) {
-        for &id in &self.created {
-            let n = self.ledger.drops(id);
-            assert_eq!(n, 1, "value {id} dropped {n} times");
-        }
-    }
-}
 
 fn stress<R: Reclaim>(map: SkipList<u64, Tracked, R>) -> Run {
     let map = Arc::new(map);
@@ -147,50 +115,9 @@ fn stress<R: Reclaim>(map: SkipList<u64, Tracked, R>) -> Run {
     let mut map = Arc::into_inner(map).expect("threads joined");
     map.check_invariants();
 
-    // Net effect: each inserted id was removed once or is in the map, under
-    // its key, and nothing else was removed or is in the map.
-    let mut inserted: HashMap<usize, u64> = HashMap::new();
-    for log in &logs {
-        for &(k, id) in &log.inserted {
-            assert!(inserted.insert(id, k).is_none());
-        }
-    }
-    let mut accounted: HashMap<usize, u64> = HashMap::new();
-    let removed = logs.iter().flat_map(|l| l.removed.iter().copied());
     let remaining: Vec<(u64, usize)> = map.iter().map(|e| (*e.key(), e.value().id)).collect();
-    for (k, id) in removed.chain(remaining.iter().copied()) {
-        assert_eq!(
-            inserted.get(&id),
-            Some(&k),
-            "id {id} under key {k} was never inserted there"
-        );
-        assert!(
-            accounted.insert(id, k).is_none(),
-            "id {id} removed or present twice"
-        );
-    }
-    assert_eq!(
-        accounted.len(),
-        inserted.len(),
-        "some inserted values were lost"
-    );
-    assert_eq!(map.len(), remaining.len());
-    let rejected: Vec<usize> = logs
-        .iter()
-        .flat_map(|l| l.rejected.iter().copied())
-        .collect();
-    for &id in &rejected {
-        assert_eq!(ledger.drops(id), 1, "rejected insert {id} not dropped");
-    }
-    for (_, id) in &remaining {
-        assert_eq!(ledger.drops(*id), 0, "value {id} in the map was dropped");
-    }
-    drop(map);
-    for (_, id) in &remaining {
-        assert_eq!(ledger.drops(*id), 1, "value {id} not dropped with the map");
-    }
-    let created = inserted.keys().copied().chain(rejected).collect();
-    Run { ledger, created }
+    let len = map.len();
+    check_net_effect(&logs, &remaining, len, ledger, move || drop(map))
 }
 
 #[test]
