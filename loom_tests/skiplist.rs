@@ -1,6 +1,8 @@
-//! Loom models of `SkipList` for each reclamation scheme, and of a seeded
-//! bug (a `pop_first` without the head reservation) that the models must
-//! catch.
+//! Loom models of `SkipList` for each reclamation scheme, and of two seeded
+//! bugs that the models must catch: a `pop_first` without the head
+//! reservation, and an insert that skips its clean-up after a concurrent
+//! remove (the half of the retire protocol that keeps a removed node from
+//! staying linked at an upper level).
 //!
 //! Run with `RUSTFLAGS="--cfg loom" cargo test --release --test loom_skiplist`.
 //!
@@ -47,10 +49,14 @@ enum Op {
     UpperBound(usize),
     /// The seeded bug: a `pop_first` that does not reserve the head.
     PopFirstUnreserved,
+    /// The seeded bug: a `try_insert` that does not unlink its node again
+    /// when it was removed while the insert linked its upper levels.
+    TryInsertNoCleanUp(usize, usize, usize),
 }
 
 use Op::{
-    Get, Insert, LowerBound, PopFirst, PopFirstUnreserved, PopLast, Remove, TryInsert, UpperBound,
+    Get, Insert, LowerBound, PopFirst, PopFirstUnreserved, PopLast, Remove, TryInsert,
+    TryInsertNoCleanUp, UpperBound,
 };
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -92,6 +98,9 @@ impl<R: Reclaim> Subject for Model<R> {
             PopFirstUnreserved => {
                 Ret::Entry(m.seeded_bug_pop_first_without_reservation().map(pair))
             }
+            TryInsertNoCleanUp(k, id, h) => {
+                Ret::Inserted(m.seeded_bug_try_insert_without_clean_up(k, ledger.value(id), h))
+            }
         }
     }
     fn contents(&mut self) -> Vec<(usize, usize)> {
@@ -105,7 +114,7 @@ impl<R: Reclaim> Subject for Model<R> {
     }
     fn creates(op: Op) -> Option<usize> {
         match op {
-            Insert(_, id, _) | TryInsert(_, id, _) => Some(id),
+            Insert(_, id, _) | TryInsert(_, id, _) | TryInsertNoCleanUp(_, id, _) => Some(id),
             _ => None,
         }
     }
@@ -116,13 +125,15 @@ impl<R: Reclaim> Subject for Model<R> {
                 spec.insert(k, id);
                 Ret::Done
             }
-            TryInsert(k, id, _) => Ret::Inserted(match spec.entry(k) {
-                std::collections::btree_map::Entry::Occupied(_) => false,
-                std::collections::btree_map::Entry::Vacant(e) => {
-                    e.insert(id);
-                    true
-                }
-            }),
+            TryInsert(k, id, _) | TryInsertNoCleanUp(k, id, _) => {
+                Ret::Inserted(match spec.entry(k) {
+                    std::collections::btree_map::Entry::Occupied(_) => false,
+                    std::collections::btree_map::Entry::Vacant(e) => {
+                        e.insert(id);
+                        true
+                    }
+                })
+            }
             Remove(k) => Ret::Entry(spec.remove(&k).map(|v| (k, v))),
             Get(k) => Ret::Entry(spec.get(&k).map(|&v| (k, v))),
             PopFirst | PopFirstUnreserved => Ret::Entry(spec.pop_first()),
@@ -274,3 +285,37 @@ fn seeded_pop_first_without_reservation_is_caught_hazard() {
         &["not linearizable"],
     );
 }
+
+/// The seeded bug: an insert that skips its clean-up leaves its node linked
+/// at an upper level when a remove's clean-up search passed that level
+/// before the insert linked it. The map's invariant check (every level a
+/// sublist of the one below) catches the dead node.
+#[test]
+fn seeded_insert_without_clean_up_is_caught_epoch() {
+    assert_caught(
+        || {
+            run::<Epoch>(
+                &[TryInsert(1, 0, 1)],
+                &[vec![TryInsertNoCleanUp(2, 1, 3)], vec![Remove(2)]],
+            )
+        },
+        SEEDED_CLEAN_UP_REPORTS,
+    );
+}
+
+#[test]
+fn seeded_insert_without_clean_up_is_caught_hazard() {
+    assert_caught(
+        || {
+            run::<Hazard>(
+                &[TryInsert(1, 0, 1)],
+                &[vec![TryInsertNoCleanUp(2, 1, 3)], vec![Remove(2)]],
+            )
+        },
+        SEEDED_CLEAN_UP_REPORTS,
+    );
+}
+
+/// How the missing clean-up shows: a node still linked at an upper level
+/// after it was unlinked below (found by the invariant check at the end).
+const SEEDED_CLEAN_UP_REPORTS: &[&str] = &["is missing from level"];

@@ -1091,7 +1091,14 @@ where
     ///
     /// 1. This thread inserted `node` at level 0 and protects it until this
     ///    returns.
-    unsafe fn link_upper(&self, c: &mut Cursor<'_, K, V, R>, node: *mut Node<K, V>) {
+    ///
+    /// `clean_up` is false only in the seeded-bug model (`cfg(loom)`).
+    unsafe fn link_upper(
+        &self,
+        c: &mut Cursor<'_, K, V, R>,
+        node: *mut Node<K, V>,
+        clean_up: bool,
+    ) {
         // SAFETY: (1) protected; immutable fields.
         let (key, height) = unsafe { (&(*node).key, (*node).height as usize) };
         if height > 1 {
@@ -1154,7 +1161,7 @@ where
         // SAFETY: (1).
         let bottom = unsafe { Node::next(node, 0) };
         // Relaxed: the fences above order it (see the module docs).
-        if is_marked(bottom.load(Ordering::Relaxed)) {
+        if clean_up && is_marked(bottom.load(Ordering::Relaxed)) {
             // Removed while we linked: unlink what we linked after the
             // remover's search passed.
             self.search(c, |k| k >= key, 0);
@@ -1164,13 +1171,14 @@ where
     }
 
     /// Inserts a node of `height` levels, replacing an entry with the same
-    /// key if `replace`.
+    /// key if `replace`. (`clean_up`: see `link_upper`.)
     fn insert_internal(
         &self,
         key: K,
         value: V,
         height: usize,
         replace: bool,
+        clean_up: bool,
     ) -> Inserted<'_, K, V, R> {
         let height = height.clamp(1, MAX_HEIGHT);
         let node = Node::alloc(key, value, height);
@@ -1227,7 +1235,7 @@ where
             }
         }
         // SAFETY: we linked `node` at level 0; `own` protects it.
-        unsafe { self.link_upper(&mut c, node) };
+        unsafe { self.link_upper(&mut c, node, clean_up) };
         Inserted::New(Ref {
             list: self,
             // SAFETY: from `Node::alloc`, so non-null.
@@ -1291,7 +1299,7 @@ where
     /// assert_eq!(m.len(), 1);
     /// ```
     pub fn insert(&self, key: K, value: V) -> Ref<'_, K, V, R> {
-        match self.insert_internal(key, value, random_height(), true) {
+        match self.insert_internal(key, value, random_height(), true, true) {
             Inserted::New(entry) => entry,
             Inserted::Present(..) => unreachable!("insert replaces"),
         }
@@ -1322,7 +1330,7 @@ where
         value: V,
         height: usize,
     ) -> Result<Ref<'_, K, V, R>, (K, V)> {
-        match self.insert_internal(key, value, height, false) {
+        match self.insert_internal(key, value, height, false, true) {
             Inserted::New(entry) => Ok(entry),
             Inserted::Present(_, key, value) => Err((key, value)),
         }
@@ -1332,7 +1340,7 @@ where
     /// `1..=MAX_HEIGHT`), for tests and models that need a given shape.
     #[doc(hidden)]
     pub fn insert_with_height(&self, key: K, value: V, height: usize) -> Ref<'_, K, V, R> {
-        match self.insert_internal(key, value, height, true) {
+        match self.insert_internal(key, value, height, true, true) {
             Inserted::New(entry) => entry,
             Inserted::Present(..) => unreachable!("insert replaces"),
         }
@@ -1349,7 +1357,7 @@ where
     /// assert_eq!(*m.get_or_insert(1, "b").value(), "a");
     /// ```
     pub fn get_or_insert(&self, key: K, value: V) -> Ref<'_, K, V, R> {
-        match self.insert_internal(key, value, random_height(), false) {
+        match self.insert_internal(key, value, random_height(), false, true) {
             Inserted::New(entry) | Inserted::Present(entry, ..) => entry,
         }
     }
@@ -2411,6 +2419,20 @@ impl<'a, K: Ord + Send, R: Reclaim> IntoIterator for &'a SkipSet<K, R> {
 
 #[cfg(loom)]
 impl<K: Ord + Send, V: Send, R: Reclaim> SkipList<K, V, R> {
+    /// **A deliberately broken `try_insert`**, for the seeded-bug model of
+    /// `loom_tests/skiplist.rs`: after linking its upper levels it does not
+    /// check whether the node was removed meanwhile, so a level it linked
+    /// after the remover's clean-up search keeps a removed (and, once both
+    /// parties release it, retired) node linked. Compiled only under
+    /// `cfg(loom)`; never call it.
+    #[doc(hidden)]
+    pub fn seeded_bug_try_insert_without_clean_up(&self, key: K, value: V, height: usize) -> bool {
+        matches!(
+            self.insert_internal(key, value, height, false, false),
+            Inserted::New(_)
+        )
+    }
+
     /// **A deliberately broken `pop_first`**, for the seeded-bug model of
     /// `loom_tests/skiplist.rs`: it marks the first node without reserving
     /// `head[0]`, so an insert of a smaller key can complete, and be seen,
