@@ -26,11 +26,14 @@
 //!   every level *and* its inserter will link it nowhere again. `refs`
 //!   counts the two parties, starting at 2: the inserter, when it stops
 //!   linking (after unlinking the node again if it was removed meanwhile),
-//!   and the remover, after a search that unlinks it at every level. Whoever
-//!   brings `refs` to 0 retires the node, so it is retired exactly once. A
-//!   `SeqCst` fence in each party (after the inserter's last link, after the
-//!   remover's mark) guarantees that either the inserter sees the mark and
-//!   cleans up, or the remover's search sees the inserter's links.
+//!   and the remover, after a search that unlinks it at every level (or,
+//!   with epochs, after unlinking it through the predecessors its first
+//!   search recorded, when that search found it linked at every level of
+//!   its tower, so its inserter was done). Whoever brings `refs` to 0
+//!   retires the node, so it is retired exactly once. A `SeqCst` fence in
+//!   each party (after the inserter's last link, after the remover's mark)
+//!   guarantees that either the inserter sees the mark and cleans up, or the
+//!   remover's search sees the inserter's links.
 //! - **Reserved head**: `pop_first` first reserves the first node `n` by
 //!   setting a tag on `head[0]` (a CAS from `n` to `n | RESERVED`), then marks
 //!   `n` with a `POPPED` tag. While `head[0]` is reserved no insert can link
