@@ -700,9 +700,9 @@ where
     /// ```
     /// # if vvmalloc::LOOM_BUILD { return; }
     /// use vvmalloc::SkipList;
-    /// static MAP: SkipList<u64, u64> = SkipList::new();
-    /// MAP.insert(1, 2);
-    /// assert_eq!(MAP.len(), 1);
+    /// let map: SkipList<u64, u64> = SkipList::new();
+    /// map.insert(1, 2);
+    /// assert_eq!(map.len(), 1);
     /// ```
     #[cfg(not(loom))]
     pub const fn new() -> Self {
@@ -2053,8 +2053,8 @@ impl<K: 'static, R: Reclaim> SkipSet<K, R> {
     /// ```
     /// # if vvmalloc::LOOM_BUILD { return; }
     /// use vvmalloc::SkipSet;
-    /// static SET: SkipSet<u64> = SkipSet::new();
-    /// assert!(SET.insert(1));
+    /// let set: SkipSet<u64> = SkipSet::new();
+    /// assert!(set.insert(1));
     /// ```
     #[cfg(not(loom))]
     pub const fn new() -> Self {
@@ -2666,6 +2666,15 @@ mod tests {
         let m: SkipList<u32, ()> = (0..n).map(|k| (k, ())).collect();
         assert_eq!(m.len(), n as usize);
         drop(m);
+    }
+
+    #[test]
+    fn const_constructible_in_statics() {
+        static MAP: SkipList<u64, u64> = SkipList::new();
+        static SET: SkipSet<u64, Hazard> = SkipSet::new();
+        MAP.insert(1, 2);
+        assert!(SET.insert(1));
+        assert_eq!((MAP.len(), SET.len()), (1, 1));
     }
 
     #[test]
