@@ -79,6 +79,7 @@
 
 use core::alloc::Layout;
 use core::borrow::Borrow;
+use core::cmp::Ordering as Ordering_;
 use core::fmt;
 use core::marker::PhantomData;
 use core::mem::{self, MaybeUninit};
@@ -1670,18 +1671,20 @@ where
     /// the current entry was removed meanwhile). Each [`Ref`] holds its own
     /// protection, so it may be kept after the iterator moves on.
     ///
+    /// It is double-ended: `next_back` (and `.rev()`) walks from the
+    /// largest key down, one floor search per step (`O(log n)`); the two
+    /// ends never yield the same key.
+    ///
     /// ```
     /// # if vvmalloc::LOOM_BUILD { return; }
     /// use vvmalloc::SkipList;
     /// let m: SkipList<u8, char> = [(2, 'b'), (1, 'a')].into_iter().collect();
     /// let pairs: Vec<(u8, char)> = m.iter().map(|e| (*e.key(), *e.value())).collect();
     /// assert_eq!(pairs, [(1, 'a'), (2, 'b')]);
+    /// assert_eq!(m.iter().rev().map(|e| *e.key()).collect::<Vec<_>>(), [2, 1]);
     /// ```
     pub fn iter(&self) -> Iter<'_, K, V, R> {
-        Iter {
-            list: self,
-            next: self.first(),
-        }
+        Iter::new(self, self.first())
     }
 
     /// An iterator over the entries whose keys lie in `range`, in increasing
@@ -1695,6 +1698,7 @@ where
     /// let keys: Vec<u32> = m.range(3..6).map(|e| *e.key()).collect();
     /// assert_eq!(keys, [3, 4, 5]);
     /// assert_eq!(m.range(8..).count(), 2);
+    /// assert_eq!(m.range(..=2).rev().map(|e| *e.key()).collect::<Vec<_>>(), [2, 1, 0]);
     /// ```
     pub fn range<Q, B>(&self, range: B) -> Range<'_, Q, B, K, V, R>
     where
@@ -1702,9 +1706,9 @@ where
         Q: Ord + ?Sized,
         B: RangeBounds<Q>,
     {
-        let next = self.lower_bound(range.start_bound());
+        let front = self.lower_bound(range.start_bound());
         Range {
-            inner: Iter { list: self, next },
+            inner: Iter::new(self, front),
             range,
             _key: PhantomData,
         }
@@ -1747,6 +1751,14 @@ where
             _shield: shield,
             _guard: guard,
         })
+    }
+
+    /// The last entry with a key below `entry`'s.
+    fn predecessor<'a>(&'a self, entry: &Ref<'a, K, V, R>) -> Option<Ref<'a, K, V, R>> {
+        let key = entry.key();
+        let mut c = Cursor::new(&self.domain);
+        self.search(&mut c, |k| k >= key, 0);
+        c.into_pred(self)
     }
 
     fn lower_bound_by(&self, stop: impl Fn(&K) -> bool) -> Option<Ref<'_, K, V, R>> {
@@ -1954,7 +1966,109 @@ where
 /// ```
 pub struct Iter<'a, K, V, R: Reclaim = Epoch> {
     list: &'a SkipList<K, V, R>,
-    next: Option<Ref<'a, K, V, R>>,
+    /// The next entry from the front, fetched ahead: every key yielded from
+    /// the front is below it. `Some` while not `done`.
+    front: Option<Ref<'a, K, V, R>>,
+    /// The next entry from the back, fetched ahead once the back has
+    /// started: every key yielded from the back is above it.
+    back: Option<Ref<'a, K, V, R>>,
+    back_started: bool,
+    /// The ends met (or one ran out): nothing more from either.
+    done: bool,
+}
+
+impl<'a, K, V, R> Iter<'a, K, V, R>
+where
+    K: Ord + Send,
+    V: Send,
+    R: Reclaim,
+{
+    fn new(list: &'a SkipList<K, V, R>, front: Option<Ref<'a, K, V, R>>) -> Self {
+        Self {
+            list,
+            done: front.is_none(),
+            front,
+            back: None,
+            back_started: false,
+        }
+    }
+
+    /// The next entry from the front, if `in_range` accepts its key.
+    fn step_front(&mut self, in_range: impl Fn(&K) -> bool) -> Option<Ref<'a, K, V, R>> {
+        if self.done {
+            return None;
+        }
+        let f = match self.front.take() {
+            Some(f) if in_range(f.key()) => f,
+            _ => {
+                self.done = true;
+                return None;
+            }
+        };
+        if let Some(b) = &self.back {
+            match f.key().cmp(b.key()) {
+                // The back already yielded it.
+                Ordering_::Greater => {
+                    self.done = true;
+                    return None;
+                }
+                // The ends meet: the last one.
+                Ordering_::Equal => {
+                    self.done = true;
+                    return Some(f);
+                }
+                Ordering_::Less => {}
+            }
+        }
+        self.front = self.list.successor(&f);
+        // No successor: nothing above `f` was present at that moment, so
+        // the back has nothing left that was present throughout either.
+        self.done = self.front.is_none();
+        Some(f)
+    }
+
+    /// The next entry from the back, starting with `first_back`, if
+    /// `in_range` accepts its key.
+    fn step_back(
+        &mut self,
+        first_back: impl FnOnce() -> Option<Ref<'a, K, V, R>>,
+        in_range: impl Fn(&K) -> bool,
+    ) -> Option<Ref<'a, K, V, R>> {
+        if self.done {
+            return None;
+        }
+        let b = if self.back_started {
+            self.back.take()
+        } else {
+            self.back_started = true;
+            first_back()
+        };
+        let b = match b {
+            Some(b) if in_range(b.key()) => b,
+            _ => {
+                self.done = true;
+                return None;
+            }
+        };
+        let f = self
+            .front
+            .as_ref()
+            .expect("the front is fetched while not done");
+        match b.key().cmp(f.key()) {
+            Ordering_::Less => {
+                self.done = true;
+                return None;
+            }
+            Ordering_::Equal => {
+                self.done = true;
+                return Some(b);
+            }
+            Ordering_::Greater => {}
+        }
+        self.back = self.list.predecessor(&b);
+        self.done = self.back.is_none();
+        Some(b)
+    }
 }
 
 impl<'a, K, V, R> Iterator for Iter<'a, K, V, R>
@@ -1966,9 +2080,21 @@ where
     type Item = Ref<'a, K, V, R>;
 
     fn next(&mut self) -> Option<Ref<'a, K, V, R>> {
-        let entry = self.next.take()?;
-        self.next = self.list.successor(&entry);
-        Some(entry)
+        self.step_front(|_| true)
+    }
+}
+
+/// From the back, each step is a floor search (expected `O(log n)`): the
+/// list has no backward links. The two ends never yield the same key.
+impl<'a, K, V, R> DoubleEndedIterator for Iter<'a, K, V, R>
+where
+    K: Ord + Send,
+    V: Send,
+    R: Reclaim,
+{
+    fn next_back(&mut self) -> Option<Ref<'a, K, V, R>> {
+        let list = self.list;
+        self.step_back(|| list.last(), |_| true)
     }
 }
 
@@ -2004,19 +2130,34 @@ where
     type Item = Ref<'a, K, V, R>;
 
     fn next(&mut self) -> Option<Ref<'a, K, V, R>> {
-        let entry = self.inner.next.as_ref()?;
-        let key = entry.key().borrow();
-        let inside = match self.range.end_bound() {
-            Bound::Included(end) => key <= end,
-            Bound::Excluded(end) => key < end,
+        let range = &self.range;
+        self.inner.step_front(|k| match range.end_bound() {
+            Bound::Included(end) => k.borrow() <= end,
+            Bound::Excluded(end) => k.borrow() < end,
             Bound::Unbounded => true,
-        };
-        if inside {
-            self.inner.next()
-        } else {
-            self.inner.next = None;
-            None
-        }
+        })
+    }
+}
+
+/// From the back, each step is a floor search (expected `O(log n)`).
+impl<'a, Q, B, K, V, R> DoubleEndedIterator for Range<'a, Q, B, K, V, R>
+where
+    K: Ord + Send + Borrow<Q>,
+    V: Send,
+    R: Reclaim,
+    Q: Ord + ?Sized,
+    B: RangeBounds<Q>,
+{
+    fn next_back(&mut self) -> Option<Ref<'a, K, V, R>> {
+        let (list, range) = (self.inner.list, &self.range);
+        self.inner.step_back(
+            || list.upper_bound(range.end_bound()),
+            |k| match range.start_bound() {
+                Bound::Included(start) => k.borrow() >= start,
+                Bound::Excluded(start) => k.borrow() > start,
+                Bound::Unbounded => true,
+            },
+        )
     }
 }
 
@@ -2669,6 +2810,45 @@ mod tests {
     }
 
     #[test]
+    fn double_ended_iteration_meets_in_the_middle() {
+        for n in [0u32, 1, 2, 7, 8] {
+            let m: SkipList<u32, ()> = (0..n).map(|k| (k, ())).collect();
+            assert_eq!(
+                m.iter().rev().map(|e| *e.key()).collect::<Vec<_>>(),
+                (0..n).rev().collect::<Vec<_>>()
+            );
+            // Alternate ends: every key once.
+            let mut it = m.iter();
+            let mut seen = Vec::new();
+            for i in 0.. {
+                let e = if i % 2 == 0 {
+                    it.next()
+                } else {
+                    it.next_back()
+                };
+                match e {
+                    Some(e) => seen.push(*e.key()),
+                    None => break,
+                }
+            }
+            assert!(it.next().is_none() && it.next_back().is_none());
+            seen.sort_unstable();
+            assert_eq!(seen, (0..n).collect::<Vec<_>>(), "n = {n}");
+            // Ranges from the back respect both bounds.
+            assert_eq!(
+                m.range(2..6).rev().map(|e| *e.key()).collect::<Vec<_>>(),
+                (2..6.min(n)).rev().collect::<Vec<_>>()
+            );
+            let mut r = m.range(1..=4);
+            let (a, b) = (r.next_back().map(|e| *e.key()), r.next().map(|e| *e.key()));
+            if n > 4 {
+                assert_eq!((a, b), (Some(4), Some(1)));
+                assert_eq!(r.map(|e| *e.key()).collect::<Vec<_>>(), [2, 3]);
+            }
+        }
+    }
+
+    #[test]
     fn const_constructible_in_statics() {
         static MAP: SkipList<u64, u64> = SkipList::new();
         static SET: SkipSet<u64, Hazard> = SkipSet::new();
@@ -2745,10 +2925,16 @@ mod tests {
                     map.upper_bound(Excluded(&k)).map(pair),
                     model.range(..k).next_back().map(kv)
                 ),
-                Step::Range(a, b) => assert_eq!(
-                    map.range(a..b).map(pair).collect::<Vec<_>>(),
-                    model.range(a..b).map(kv).collect::<Vec<_>>()
-                ),
+                Step::Range(a, b) => {
+                    assert_eq!(
+                        map.range(a..b).map(pair).collect::<Vec<_>>(),
+                        model.range(a..b).map(kv).collect::<Vec<_>>()
+                    );
+                    assert_eq!(
+                        map.range(a..=b).rev().map(pair).collect::<Vec<_>>(),
+                        model.range(a..=b).rev().map(kv).collect::<Vec<_>>()
+                    );
+                }
             }
             assert_eq!(map.len(), model.len());
         }

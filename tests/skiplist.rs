@@ -99,6 +99,24 @@ fn stress<R: Reclaim>(map: SkipList<u64, Tracked, R>) -> Run {
                                 assert!(last < Some(*e.key()), "range not increasing");
                                 last = Some(*e.key());
                             }
+                            // From both ends at once (the ends chosen by the
+                            // bits of `r`): in bounds, each end monotone, and
+                            // the ends never overlap.
+                            let mut both = map.range(key..=key + 8);
+                            let (mut lo, mut hi): (Option<u64>, Option<u64>) = (None, None);
+                            for bit in 0.. {
+                                let front = (r >> (bit % 64)) & 1 == 0;
+                                let e = if front { both.next() } else { both.next_back() };
+                                let Some(e) = e else { break };
+                                let k = *e.key();
+                                assert!((key..=key + 8).contains(&k));
+                                assert!(lo < Some(k) && hi.is_none_or(|h| k < h), "ends overlap");
+                                if front {
+                                    lo = Some(k);
+                                } else {
+                                    hi = Some(k);
+                                }
+                            }
                         }
                         _ => {
                             if let Some(e) = map.get(&key) {
