@@ -785,7 +785,7 @@ where
                 .compare_exchange(
                     pos.cur,
                     pos.cur.map_addr(|a| a | RESERVED),
-                    Ordering::AcqRel,
+                    Ordering::AcqRel, // RMW: continues the release sequence; Acquire half as above
                     Ordering::Relaxed,
                 )
                 .is_err()
@@ -831,7 +831,7 @@ where
             match next.compare_exchange_weak(
                 cur,
                 cur.map_addr(|a| a | MARK | POPPED),
-                Ordering::AcqRel,
+                Ordering::AcqRel, // RMW: continues the release sequence; Acquire half as above
                 Ordering::Acquire,
             ) {
                 Ok(_) => break,
@@ -846,7 +846,7 @@ where
             .compare_exchange(
                 node.map_addr(|a| a | RESERVED),
                 succ,
-                Ordering::Release,
+                Ordering::Release, // pairs with the Acquire loads of links
                 Ordering::Relaxed,
             )
             .is_ok()
@@ -989,10 +989,10 @@ impl<K, V, R: Reclaim> List<K, V, R> {
 impl<K, V, R: Reclaim> Drop for List<K, V, R> {
     fn drop(&mut self) {
         // Relaxed: `&mut self` excludes every other thread.
-        let mut cur = unmarked(self.head.load(Ordering::Relaxed));
-        // A loop, so a long list cannot overflow the stack. Every node
-        // reachable from `head` (marked ones included) is not retired: only
-        // unlinked nodes are.
+        let mut cur = unmarked(self.head.load(Ordering::Relaxed)); // exclusive: `&mut self`
+                                                                   // A loop, so a long list cannot overflow the stack. Every node
+                                                                   // reachable from `head` (marked ones included) is not retired: only
+                                                                   // unlinked nodes are.
         while !cur.is_null() {
             // SAFETY: reachable, not retired, from `Box`, and no `Ref` can
             // exist (they borrow the list).
@@ -1418,7 +1418,7 @@ impl<K: Ord + Send, V: Send, R: Reclaim> List<K, V, R> {
             let prev = unsafe { &*pos.prev };
             // Release: as the unlinking CAS in `search`. Relaxed on failure.
             if prev
-                .compare_exchange(pos.cur, pos.next, Ordering::Release, Ordering::Relaxed)
+                .compare_exchange(pos.cur, pos.next, Ordering::Release, Ordering::Relaxed) // Release pairs with the Acquire loads of links; Relaxed on failure: retried
                 .is_ok()
             {
                 // Relaxed: a statistic.

@@ -580,7 +580,7 @@ unsafe fn mark_tower<K, V>(node: *mut Node<K, V>, extra: usize) -> bool {
         match next.compare_exchange_weak(
             cur,
             with_tag(cur, MARK | extra),
-            Ordering::AcqRel,
+            Ordering::AcqRel, // RMW: continues the release sequence; Acquire half as above
             Ordering::Acquire,
         ) {
             Ok(_) => return true,
@@ -606,7 +606,7 @@ unsafe fn mark_level<K, V>(node: *mut Node<K, V>, level: usize) {
         match next.compare_exchange_weak(
             cur,
             with_tag(cur, MARK),
-            Ordering::Release,
+            Ordering::Release, // pairs with the Acquire loads of links
             Ordering::Relaxed,
         ) {
             Ok(_) => return,
@@ -900,7 +900,7 @@ where
                         match slot.compare_exchange(
                             curr,
                             succ,
-                            Ordering::Release,
+                            Ordering::Release, // pairs with the Acquire loads of links
                             Ordering::Relaxed,
                         ) {
                             Ok(_) => {
@@ -966,7 +966,7 @@ where
         let _ = self.head[0].compare_exchange(
             with_tag(node, RESERVED),
             succ,
-            Ordering::Release,
+            Ordering::Release, // pairs with the Acquire loads of links
             Ordering::Relaxed,
         );
     }
@@ -1054,7 +1054,7 @@ where
             // Release: as the unlinking CAS in `search`. Relaxed on failure:
             // a search finishes the job.
             if slot
-                .compare_exchange(node, succ, Ordering::Release, Ordering::Relaxed)
+                .compare_exchange(node, succ, Ordering::Release, Ordering::Relaxed) // Release pairs with the Acquire loads of links; Relaxed on failure: retried
                 .is_err()
             {
                 return false;
@@ -1139,7 +1139,7 @@ where
                 // can change it, and then we stop.
                 if cur != succ
                     && own
-                        .compare_exchange(cur, succ, Ordering::Release, Ordering::Relaxed)
+                        .compare_exchange(cur, succ, Ordering::Release, Ordering::Relaxed) // Release pairs with the Acquire loads of links; Relaxed on failure: retried
                         .is_err()
                 {
                     break 'levels;
@@ -1153,7 +1153,7 @@ where
                 // predecessor removed since the search is marked at this
                 // level, which makes the CAS fail.
                 if slot
-                    .compare_exchange(succ, node, Ordering::Release, Ordering::Relaxed)
+                    .compare_exchange(succ, node, Ordering::Release, Ordering::Relaxed) // Release pairs with the Acquire loads of links; Relaxed on failure: retried
                     .is_ok()
                 {
                     break;
@@ -1230,7 +1230,7 @@ where
             // `search`. Relaxed on failure: we search again. A marked or
             // reserved `slot` makes it fail.
             if slot
-                .compare_exchange(c.curr, node, Ordering::Release, Ordering::Relaxed)
+                .compare_exchange(c.curr, node, Ordering::Release, Ordering::Relaxed) // Release pairs with the Acquire loads of links; Relaxed on failure: retried
                 .is_ok()
             {
                 // Relaxed: a statistic (see `len`).
@@ -1280,7 +1280,7 @@ where
             match next.compare_exchange_weak(
                 cur,
                 with_tag(node, MARK),
-                Ordering::AcqRel,
+                Ordering::AcqRel, // RMW: continues the release sequence; Acquire half as above
                 Ordering::Acquire,
             ) {
                 Ok(_) => return true,
@@ -1522,7 +1522,7 @@ where
                 .compare_exchange(
                     node,
                     with_tag(node, RESERVED),
-                    Ordering::AcqRel,
+                    Ordering::AcqRel, // RMW: continues the release sequence; Acquire half as above
                     Ordering::Relaxed,
                 )
                 .is_err()
@@ -1588,7 +1588,7 @@ where
                 .compare_exchange(
                     ptr::null_mut(),
                     with_tag(ptr::null_mut(), MARK),
-                    Ordering::AcqRel,
+                    Ordering::AcqRel, // RMW: continues the release sequence; Acquire half as above
                     Ordering::Relaxed,
                 )
                 .is_ok()
@@ -1806,7 +1806,7 @@ impl<K, V, R: Reclaim> SkipList<K, V, R> {
                 node.height
             );
             assert_eq!(
-                node.refs.load(Ordering::Relaxed),
+                node.refs.load(Ordering::Relaxed), // exclusive access (`&mut self`)
                 1,
                 "an inserter of {:?} has not finished",
                 node.key
@@ -1837,7 +1837,7 @@ impl<K, V, R: Reclaim> SkipList<K, V, R> {
             // shortened an entry (its level 0 stays unmarked, checked
             // above); a search unlinks it later.
             let mut upper = untagged(self.head[level].load(Ordering::Relaxed));
-            let mut lower = untagged(self.head[level - 1].load(Ordering::Relaxed));
+            let mut lower = untagged(self.head[level - 1].load(Ordering::Relaxed)); // exclusive access (`&mut self`)
             while !upper.is_null() {
                 // SAFETY: reachable, so live.
                 let height = unsafe { (*upper).height as usize };
@@ -1850,8 +1850,9 @@ impl<K, V, R: Reclaim> SkipList<K, V, R> {
                     );
                     // SAFETY: reachable, so live; its height exceeds
                     // `level - 1`.
-                    lower =
-                        untagged(unsafe { Node::next(lower, level - 1) }.load(Ordering::Relaxed));
+                    // Relaxed: exclusive access (`&mut self`).
+                    let next = unsafe { Node::next(lower, level - 1) }.load(Ordering::Relaxed);
+                    lower = untagged(next);
                 }
                 // SAFETY: as above.
                 upper = untagged(unsafe { Node::next(upper, level) }.load(Ordering::Relaxed));
