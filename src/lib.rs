@@ -43,6 +43,8 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod heap;
+pub mod intrusive;
 pub mod list;
 pub mod raw;
 pub mod reclaim;
@@ -50,6 +52,10 @@ pub mod skiplist;
 pub mod stack;
 mod sync;
 
+pub use heap::Heap;
+#[cfg(not(loom))]
+pub use heap::VvMalloc;
+pub use intrusive::IntrusiveStack;
 pub use list::{List, ListSet};
 pub use skiplist::{SkipList, SkipSet};
 pub use stack::TreiberStack;

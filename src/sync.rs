@@ -86,3 +86,68 @@ impl<T: ?Sized> UnsafeCell<T> {
         f(self.0.get())
     }
 }
+
+/// A 128-bit atomic for tagged pointers (pointer and ABA counter in one CAS):
+/// `portable-atomic`'s, which is `cmpxchg16b` on x86_64 (detected at run
+/// time) and `casp`/`ldxp`/`stxp` on aarch64.
+#[cfg(not(loom))]
+pub(crate) use portable_atomic::AtomicU128;
+
+/// Loom has no 128-bit atomic; the models use a loom mutex around a `u128`,
+/// which loom explores as one atomic step per operation (every operation is
+/// then as strong as `SeqCst`, so the models check the algorithm, and the
+/// orderings are argued in comments).
+#[cfg(loom)]
+#[derive(Debug)]
+pub(crate) struct AtomicU128(loom::sync::Mutex<u128>);
+
+#[cfg(loom)]
+impl AtomicU128 {
+    pub(crate) fn new(value: u128) -> Self {
+        Self(loom::sync::Mutex::new(value))
+    }
+
+    pub(crate) fn load(&self, _: Ordering) -> u128 {
+        *self.0.lock().unwrap()
+    }
+
+    pub(crate) fn compare_exchange(
+        &self,
+        current: u128,
+        new: u128,
+        _: Ordering,
+        _: Ordering,
+    ) -> Result<u128, u128> {
+        let mut v = self.0.lock().unwrap();
+        if *v == current {
+            *v = new;
+            Ok(current)
+        } else {
+            Err(*v)
+        }
+    }
+
+    pub(crate) fn compare_exchange_weak(
+        &self,
+        current: u128,
+        new: u128,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<u128, u128> {
+        self.compare_exchange(current, new, success, failure)
+    }
+}
+
+/// Atomics that loom does not need to see: statistics counters and the
+/// allocator's side tables. Each value in them is published to other threads
+/// through a loom-visible handoff (a block or span passed through a shim
+/// atomic) or is a statistic read without ordering, so loom loses nothing by
+/// not modelling them, and they can live in `static`s and in `mmap`ped,
+/// zero-initialised memory (loom's atomics can do neither).
+pub(crate) mod plain {
+    /// A cell for state owned by one thread (a thread cache): nothing to model.
+    pub(crate) use core::cell::UnsafeCell as PlainUnsafeCell;
+    pub(crate) use core::sync::atomic::{
+        AtomicBool, AtomicIsize, AtomicPtr, AtomicU32, AtomicUsize, Ordering,
+    };
+}

@@ -1,0 +1,1365 @@
+//! The heap instance: arena, spans, central heaps, large and huge paths.
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::fmt;
+use core::mem::size_of;
+use core::ptr::{self, NonNull};
+
+use super::class::{self, blocks_per_span, CLASSES, CLASS_SIZES, SPAN};
+use super::index::{FreeIndex, SkipIndex};
+use super::local::{Bins, LocalHeap};
+use super::os::{self, PAGE};
+use super::stats::{ClassStats, Stats};
+use crate::intrusive::{IntrusiveStack, Link};
+use crate::sync::plain::{AtomicBool, AtomicIsize, AtomicPtr, AtomicU32, AtomicUsize};
+use crate::sync::{Ordering, UnsafeCell};
+
+/// Requests of this many bytes or more get a mapping of their own.
+pub const HUGE_MIN: usize = 4 << 20;
+/// The large heap takes address space from the arena in regions this large.
+const LARGE_REGION: usize = 16 << 20;
+/// A free large run keeps this much of its start resident.
+const KEEP_DIRTY: usize = 4 << 20;
+/// A class's central heap is scavenged only above this many free bytes.
+const SCAVENGE_MIN: usize = 4 << 20;
+
+const KIND_FREE: u32 = 0;
+const KIND_LARGE: u32 = 0x100;
+const KIND_META: u32 = 0x200;
+/// The scavenger's mark for a span it is releasing.
+const RELEASING: u32 = u32::MAX;
+
+/// How a [`Heap`] is set up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeapConfig {
+    /// Address space the heap reserves for its small and large blocks (huge
+    /// blocks are mapped outside it). Only what is used is committed; the
+    /// side table of 16 bytes per 64 KiB is committed up front. Rounded up to
+    /// 64 KiB; at least 64 MiB is sensible.
+    pub arena_bytes: usize,
+    /// Report misuse (invalid or double free) on stderr and abort, instead
+    /// of counting it and leaking the block.
+    pub checked: bool,
+}
+
+impl HeapConfig {
+    /// 64 GiB of address space, unchecked.
+    pub const fn new() -> Self {
+        Self {
+            arena_bytes: 64 << 30,
+            checked: false,
+        }
+    }
+}
+
+impl Default for HeapConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A span's record in the side table in front of the arena. Never freed
+/// while the heap lives: type-stable memory for the free-span stack.
+#[repr(C)]
+struct SpanMeta {
+    /// The free-span stack's link (first field: the stack hands out
+    /// `*mut Link`s that are `*mut SpanMeta`s).
+    link: Link,
+    /// `KIND_FREE`, `1 + class` for a small span, `KIND_LARGE`, `KIND_META`.
+    /// Written by the thread that takes the span, before any block of it is
+    /// handed out; read by `dealloc` of such a block, ordered by the block's
+    /// hand-off.
+    kind: AtomicU32,
+    /// The scavenger's per-span count of free blocks (only touched under the
+    /// scavenger flag).
+    count: AtomicU32,
+}
+
+/// A batch of free blocks of one class, linked through their first words.
+/// Batches live in metadata spans that are never freed: type-stable memory
+/// for the central stacks.
+#[repr(C)]
+struct Batch {
+    link: Link,
+    head: UnsafeCell<*mut u8>,
+    count: UnsafeCell<usize>,
+}
+
+/// The next block of a free chain, stored in the block's first word.
+///
+/// # Safety
+///
+/// `p` is a free block owned by the caller.
+#[inline(always)]
+unsafe fn next_of(p: *mut u8) -> *mut u8 {
+    // SAFETY: free blocks are at least 16 bytes and 16-aligned, owned by the
+    // caller (contract).
+    unsafe { p.cast::<*mut u8>().read() }
+}
+
+/// # Safety
+///
+/// As for [`next_of`].
+#[inline(always)]
+unsafe fn set_next(p: *mut u8, next: *mut u8) {
+    // SAFETY: as in `next_of`.
+    unsafe { p.cast::<*mut u8>().write(next) }
+}
+
+/// The state of a heap that does not depend on its free index.
+pub(crate) struct Core {
+    /// Start of the arena's data (after the side table); null until the
+    /// arena is reserved.
+    data: AtomicPtr<u8>,
+    arena_bytes: usize,
+    /// Bytes of the arena handed out to spans and large regions so far.
+    bump: AtomicUsize,
+    checked: AtomicBool,
+    /// Whether `VVMALLOC_CHECKED=1` in the environment turns on the checked
+    /// mode (read when the arena is reserved; the process heap only).
+    checked_from_env: bool,
+    central: [IntrusiveStack; CLASSES],
+    central_blocks: [AtomicUsize; CLASSES],
+    scavenge_kept: [AtomicUsize; CLASSES],
+    in_use_blocks: [AtomicIsize; CLASSES],
+    spans: [AtomicUsize; CLASSES],
+    /// Free batch descriptors.
+    batches: IntrusiveStack,
+    /// Released spans, ready for any class.
+    free_spans: IntrusiveStack,
+    scavenging: AtomicBool,
+    pub(crate) requested: AtomicIsize,
+    large_in_use: AtomicUsize,
+    large_free: AtomicUsize,
+    huge_blocks: AtomicUsize,
+    huge_bytes: AtomicUsize,
+    spans_released: AtomicUsize,
+    misuse: AtomicUsize,
+    inject_failures: AtomicUsize,
+}
+
+/// A heap instance: its own arena, central heaps and free index, independent
+/// of every other heap. See the [module documentation](super).
+///
+/// The heap's own methods (and its [`GlobalAlloc`] and
+/// [`allocator_api2::alloc::Allocator`] implementations) take the
+/// *cache-less* path: lock-free, one CAS per small operation. For the fast
+/// path, each thread takes a [`LocalHeap`] with [`local`](Self::local).
+///
+/// ```
+/// # if vvmalloc::LOOM_BUILD { return; }
+/// use std::alloc::Layout;
+/// use vvmalloc::Heap;
+///
+/// let heap = Heap::new();
+/// let layout = Layout::from_size_align(100, 8).unwrap();
+/// let p = heap.alloc(layout);
+/// assert!(!p.is_null());
+/// // SAFETY: `p` came from `heap` with `layout`.
+/// unsafe { heap.dealloc(p, layout) };
+///
+/// // A collection with a heap of its own, on stable Rust:
+/// let mut v = allocator_api2::vec::Vec::new_in(&heap);
+/// v.extend([1, 2, 3]);
+/// assert_eq!(v.iter().sum::<i32>(), 6);
+/// ```
+pub struct Heap<I: FreeIndex = SkipIndex> {
+    pub(crate) core: Core,
+    index: I,
+}
+
+// SAFETY: the raw pointers inside (arena, free chains) are owned by the heap,
+// and every shared access goes through atomics or is owned exclusively by
+// the protocols described in the module documentation.
+unsafe impl Send for Core {}
+// SAFETY: as above.
+unsafe impl Sync for Core {}
+
+/// The initialiser of `Core`, shared by the `const` constructor and loom's
+/// (whose atomics are not `const`).
+macro_rules! core_new {
+    ($config:expr, $central:expr, $stack:expr) => {{
+        let config: HeapConfig = $config;
+        let arena_bytes = config.arena_bytes.next_multiple_of(SPAN);
+        Self {
+            data: AtomicPtr::new(ptr::null_mut()),
+            arena_bytes,
+            bump: AtomicUsize::new(0),
+            checked: AtomicBool::new(config.checked),
+            checked_from_env: false,
+            central: $central,
+            central_blocks: [const { AtomicUsize::new(0) }; CLASSES],
+            scavenge_kept: [const { AtomicUsize::new(0) }; CLASSES],
+            in_use_blocks: [const { AtomicIsize::new(0) }; CLASSES],
+            spans: [const { AtomicUsize::new(0) }; CLASSES],
+            batches: $stack,
+            free_spans: $stack,
+            scavenging: AtomicBool::new(false),
+            requested: AtomicIsize::new(0),
+            large_in_use: AtomicUsize::new(0),
+            large_free: AtomicUsize::new(0),
+            huge_blocks: AtomicUsize::new(0),
+            huge_bytes: AtomicUsize::new(0),
+            spans_released: AtomicUsize::new(0),
+            misuse: AtomicUsize::new(0),
+            inject_failures: AtomicUsize::new(0),
+        }
+    }};
+}
+
+impl Core {
+    #[cfg(not(loom))]
+    const fn new(config: HeapConfig) -> Self {
+        core_new!(
+            config,
+            [const { IntrusiveStack::new() }; CLASSES],
+            IntrusiveStack::new()
+        )
+    }
+
+    #[cfg(loom)]
+    fn new(config: HeapConfig) -> Self {
+        core_new!(
+            config,
+            core::array::from_fn(|_| IntrusiveStack::new()),
+            IntrusiveStack::new()
+        )
+    }
+
+    fn table_bytes(&self) -> usize {
+        (self.arena_bytes / SPAN * size_of::<SpanMeta>()).next_multiple_of(SPAN)
+    }
+
+    /// Consumes one injected OS failure, if any is pending.
+    fn os_fails(&self) -> bool {
+        // Relaxed: a test hook; only its count matters.
+        self.inject_failures.load(Ordering::Relaxed) > 0
+            && self
+                .inject_failures
+                // Relaxed: as above.
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok()
+    }
+
+    /// The arena's data start, reserving the arena on first use.
+    #[inline]
+    fn arena(&self) -> Option<*mut u8> {
+        // Acquire: pairs with the AcqRel CAS in `reserve_arena` that
+        // published the arena (and its initialised side table).
+        let d = self.data.load(Ordering::Acquire);
+        if !d.is_null() {
+            return Some(d);
+        }
+        self.reserve_arena()
+    }
+
+    #[cold]
+    fn reserve_arena(&self) -> Option<*mut u8> {
+        if self.os_fails() {
+            return None;
+        }
+        if self.checked_from_env {
+            // SAFETY: a NUL-terminated name; `getenv` does not allocate, and
+            // the value is only read here, before any thread of ours could
+            // call `setenv` through this heap.
+            let v = unsafe { libc::getenv(c"VVMALLOC_CHECKED".as_ptr()) };
+            // SAFETY: `getenv` returns null or a NUL-terminated string.
+            if !v.is_null() && unsafe { core::ffi::CStr::from_ptr(v) }.to_bytes() == b"1" {
+                self.set_checked(true);
+            }
+        }
+        let table = self.table_bytes();
+        let total = table.checked_add(self.arena_bytes)?;
+        let r = os::reserve(total.checked_add(SPAN)?)?.as_ptr();
+        let start = r.wrapping_add(r.align_offset(SPAN));
+        let head = start as usize - r as usize;
+        // SAFETY: the slack before `start` and after `start + total` is part
+        // of the reservation just made, which nobody else knows.
+        unsafe {
+            if head > 0 {
+                os::unmap(r, head);
+            }
+            if SPAN - head > 0 {
+                os::unmap(start.wrapping_add(total), SPAN - head);
+            }
+        }
+        // SAFETY: `[start, start + table)` is inside our reservation.
+        if !unsafe { os::commit(NonNull::new_unchecked(start), table) } {
+            // SAFETY: our reservation, never published.
+            unsafe { os::unmap(start, total) };
+            return None;
+        }
+        #[cfg(loom)]
+        for i in 0..self.arena_bytes / SPAN {
+            // SAFETY: the table is committed and ours; loom's atomics must be
+            // constructed (zeroed memory is not a valid loom atomic).
+            unsafe {
+                start.cast::<SpanMeta>().add(i).write(SpanMeta {
+                    link: Link::new(),
+                    kind: AtomicU32::new(KIND_FREE),
+                    count: AtomicU32::new(0),
+                })
+            };
+        }
+        let data = start.wrapping_add(table);
+        // AcqRel: Release publishes the zeroed (or constructed) side table
+        // to the Acquire load in `arena`; Acquire on failure reads the
+        // winner's table.
+        match self
+            .data
+            .compare_exchange(ptr::null_mut(), data, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => Some(data),
+            Err(winner) => {
+                // SAFETY: our reservation lost the race and was never
+                // published.
+                unsafe { os::unmap(start, total) };
+                Some(winner)
+            }
+        }
+    }
+
+    /// The arena data start if `p` lies in the arena.
+    #[inline]
+    fn arena_of(&self, p: *mut u8) -> Option<*mut u8> {
+        // Acquire: as in `arena`.
+        let d = self.data.load(Ordering::Acquire);
+        let off = (p as usize).wrapping_sub(d as usize);
+        (!d.is_null() && off < self.arena_bytes).then_some(d)
+    }
+
+    #[inline]
+    fn meta(&self, data: *mut u8, unit: usize) -> &SpanMeta {
+        debug_assert!(unit < self.arena_bytes / SPAN);
+        // SAFETY: the side table has one initialised record per unit, in
+        // front of `data`, and lives as long as `self`.
+        unsafe {
+            &*data
+                .wrapping_sub(self.table_bytes())
+                .cast::<SpanMeta>()
+                .add(unit)
+        }
+    }
+
+    #[inline]
+    fn unit_of(data: *mut u8, p: *mut u8) -> usize {
+        (p as usize - data as usize) / SPAN
+    }
+
+    fn unit_of_meta(&self, data: *mut u8, m: *const SpanMeta) -> usize {
+        let table = data.wrapping_sub(self.table_bytes()) as usize;
+        (m as usize - table) / size_of::<SpanMeta>()
+    }
+
+    /// Takes `len` bytes of fresh arena, committed. Lock-free.
+    fn bump(&self, data: *mut u8, len: usize) -> Option<*mut u8> {
+        // Relaxed: the CAS below is the only synchronisation needed (each
+        // thread commits and uses only the range it won).
+        let mut cur = self.bump.load(Ordering::Relaxed);
+        loop {
+            let end = cur.checked_add(len).filter(|&e| e <= self.arena_bytes)?;
+            // Relaxed: as above.
+            match self
+                .bump
+                .compare_exchange_weak(cur, end, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(now) => cur = now,
+            }
+        }
+        let p = data.wrapping_add(cur);
+        // SAFETY: `[p, p + len)` is inside the reservation and was won by
+        // this thread alone.
+        if self.os_fails() || !unsafe { os::commit(NonNull::new_unchecked(p), len) } {
+            // The range stays reserved and unused (it cannot be handed back
+            // to the bump without a lock); this is an out-of-memory path.
+            return None;
+        }
+        Some(p)
+    }
+
+    /// A span for `kind`: a released one if any, else fresh arena.
+    fn new_span(&self, data: *mut u8, kind: u32) -> Option<*mut u8> {
+        let m = match self.free_spans.pop() {
+            Some(l) => l.cast::<SpanMeta>().as_ptr().cast_const(),
+            None => {
+                let p = self.bump(data, SPAN)?;
+                self.meta(data, Self::unit_of(data, p))
+            }
+        };
+        // SAFETY: `m` is a record of our side table (the free-span stack
+        // holds only those).
+        let m = unsafe { &*m };
+        // Relaxed: published with the span's blocks (see `SpanMeta::kind`).
+        m.kind.store(kind, Ordering::Relaxed);
+        Some(data.wrapping_add(self.unit_of_meta(data, m) * SPAN))
+    }
+
+    fn batch_get(&self, data: *mut u8) -> Option<NonNull<Batch>> {
+        if let Some(l) = self.batches.pop() {
+            return Some(l.cast());
+        }
+        let span = self.new_span(data, KIND_META)?;
+        let n = SPAN / size_of::<Batch>();
+        let at = |i: usize| span.wrapping_add(i * size_of::<Batch>()).cast::<Batch>();
+        for i in 0..n {
+            // SAFETY: the span is ours and large enough for `n` batches;
+            // `Batch` needs 8-byte alignment and spans are 64 KiB aligned.
+            unsafe {
+                at(i).write(Batch {
+                    link: Link::new(),
+                    head: UnsafeCell::new(ptr::null_mut()),
+                    count: UnsafeCell::new(0),
+                })
+            };
+        }
+        for i in 1..n - 1 {
+            // SAFETY: just written above, still ours.
+            unsafe { (*at(i)).link.set_next(ptr::addr_of_mut!((*at(i + 1)).link)) };
+        }
+        // SAFETY: batches 1..n are linked in order and ours; batch records
+        // are never freed while the heap lives (type-stable memory).
+        unsafe {
+            self.batches.push_chain(
+                NonNull::new_unchecked(ptr::addr_of_mut!((*at(1)).link)),
+                NonNull::new_unchecked(ptr::addr_of_mut!((*at(n - 1)).link)),
+            )
+        };
+        NonNull::new(at(0))
+    }
+
+    fn batch_put(&self, b: NonNull<Batch>) {
+        // SAFETY: the caller owns `b`; batch records are type-stable.
+        unsafe { self.batches.push(b.cast()) };
+    }
+
+    /// Hands a chain of `count` free blocks of class `c` to the central
+    /// heap; `false` if no batch descriptor could be had (out of memory).
+    pub(crate) fn central_push(&self, c: usize, head: *mut u8, count: usize) -> bool {
+        let Some(data) = self.arena() else {
+            return false;
+        };
+        let Some(b) = self.batch_get(data) else {
+            return false;
+        };
+        // SAFETY: we own the batch until the push below publishes it.
+        unsafe {
+            b.as_ref().head.with_mut(|p| *p = head);
+            b.as_ref().count.with_mut(|p| *p = count);
+        }
+        // Relaxed: a statistic and the scavenger's trigger, no ordering.
+        self.central_blocks[c].fetch_add(count, Ordering::Relaxed);
+        // SAFETY: we own the batch; batch records are type-stable.
+        unsafe { self.central[c].push(b.cast()) };
+        self.maybe_scavenge(c);
+        true
+    }
+
+    /// Takes a batch of class `c` from the central heap: `(head, count)`.
+    fn central_pop(&self, c: usize) -> Option<(*mut u8, usize)> {
+        let b = self.central[c].pop()?.cast::<Batch>();
+        // SAFETY: popping made the batch ours; its fields were written before
+        // the Release CAS of its push, which our pop acquired.
+        let (head, count) =
+            unsafe { (b.as_ref().head.with(|p| *p), b.as_ref().count.with(|p| *p)) };
+        self.batch_put(b);
+        // Relaxed: as in `central_push`.
+        self.central_blocks[c].fetch_sub(count, Ordering::Relaxed);
+        Some((head, count))
+    }
+
+    /// A chain of free blocks of class `c` for a cache: from the central
+    /// heap, else a new span.
+    pub(crate) fn refill(&self, c: usize) -> Option<(*mut u8, usize)> {
+        if let Some(got) = self.central_pop(c) {
+            return Some(got);
+        }
+        let data = self.arena()?;
+        let span = self.new_span(data, 1 + c as u32)?;
+        // Relaxed: a statistic.
+        self.spans[c].fetch_add(1, Ordering::Relaxed);
+        let size = CLASS_SIZES[c] as usize;
+        let n = blocks_per_span(c);
+        for i in 0..n {
+            let p = span.wrapping_add(i * size);
+            let next = if i + 1 < n {
+                span.wrapping_add((i + 1) * size)
+            } else {
+                ptr::null_mut()
+            };
+            // SAFETY: the span is ours; each block is inside it.
+            unsafe { set_next(p, next) };
+        }
+        Some((span, n))
+    }
+
+    /// Hands the first `n` blocks of the chain at `head` to the central heap
+    /// in batches of the class's size; returns what could not be handed over
+    /// (null when all was).
+    fn push_blocks(&self, c: usize, mut head: *mut u8, mut n: usize) -> *mut u8 {
+        let per = class::batch(c);
+        while n > 0 && !head.is_null() {
+            let take = per.min(n);
+            let mut last = head;
+            for _ in 1..take {
+                // SAFETY: the chain is ours.
+                last = unsafe { next_of(last) };
+            }
+            // SAFETY: as above.
+            let rest = unsafe { next_of(last) };
+            // SAFETY: as above.
+            unsafe { set_next(last, ptr::null_mut()) };
+            if !self.central_push(c, head, take) {
+                // SAFETY: as above: re-attach and give the rest back.
+                unsafe { set_next(last, rest) };
+                return head;
+            }
+            head = rest;
+            n -= take;
+        }
+        head
+    }
+
+    /// The cache-less small allocation.
+    fn alloc_small_shared(&self, c: usize) -> *mut u8 {
+        let Some((head, n)) = self.refill(c) else {
+            return ptr::null_mut();
+        };
+        // SAFETY: the chain is ours.
+        let rest = unsafe { next_of(head) };
+        if n > 1 && !self.push_blocks(c, rest, n - 1).is_null() {
+            // Out of batch descriptors: the rest of the chain is lost to
+            // this heap (counted as in use). Only when memory is exhausted.
+            // Relaxed: a statistic.
+            self.in_use_blocks[c].fetch_add(n as isize - 1, Ordering::Relaxed);
+        }
+        // Relaxed: a statistic.
+        self.in_use_blocks[c].fetch_add(1, Ordering::Relaxed);
+        head
+    }
+
+    /// The cache-less small free.
+    fn dealloc_small_shared(&self, c: usize, p: *mut u8) {
+        // SAFETY: the block is being freed, so it is ours.
+        unsafe { set_next(p, ptr::null_mut()) };
+        if self.central_push(c, p, 1) {
+            // Relaxed: a statistic.
+            self.in_use_blocks[c].fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Adds a cache's net allocation counts to the statistics.
+    pub(crate) fn flush_counts(&self, c: usize, net: isize) {
+        if net != 0 {
+            // Relaxed: a statistic.
+            self.in_use_blocks[c].fetch_add(net, Ordering::Relaxed);
+        }
+    }
+
+    fn maybe_scavenge(&self, c: usize) {
+        let size = CLASS_SIZES[c] as usize;
+        // Relaxed: a heuristic trigger.
+        let free = self.central_blocks[c].load(Ordering::Relaxed) * size;
+        // Relaxed: as above.
+        let kept = self.scavenge_kept[c].load(Ordering::Relaxed);
+        if free > SCAVENGE_MIN && free > 2 * kept {
+            self.scavenge(c);
+        }
+    }
+
+    /// Releases the spans of class `c` whose blocks are all in the central
+    /// heap. Returns the bytes released. Skips (returns 0) when another
+    /// scavenger is running.
+    fn scavenge(&self, c: usize) -> usize {
+        // Acquire: pairs with the Release store that ended the previous
+        // scavenge, so its span counters are seen reset.
+        if self
+            .scavenging
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            return 0;
+        }
+        let released = self.scavenge_locked(c);
+        // Release: pairs with the Acquire CAS above.
+        self.scavenging.store(false, Ordering::Release);
+        released
+    }
+
+    fn scavenge_locked(&self, c: usize) -> usize {
+        let Some(data) = self.arena() else { return 0 };
+        let Some(first) = self.central[c].take_all() else {
+            return 0;
+        };
+        let size = CLASS_SIZES[c] as usize;
+        let bps = blocks_per_span(c) as u32;
+        let count = |p: *mut u8| &self.meta(data, Core::unit_of(data, p)).count;
+        // Pass 1: one chain of every block, counting the free blocks of each
+        // span; the descriptors go back to the pool.
+        let mut all: *mut u8 = ptr::null_mut();
+        let mut total = 0usize;
+        let mut b = first.as_ptr();
+        while let Some(bb) = NonNull::new(b) {
+            // SAFETY: `take_all` made every batch of the chain ours.
+            b = unsafe { bb.as_ref() }.next();
+            let batch = bb.cast::<Batch>();
+            // SAFETY: as above.
+            let (mut p, n) = unsafe {
+                (
+                    batch.as_ref().head.with(|p| *p),
+                    batch.as_ref().count.with(|p| *p),
+                )
+            };
+            self.batch_put(batch);
+            for _ in 0..n {
+                // SAFETY: the blocks of a taken batch are ours.
+                let next = unsafe { next_of(p) };
+                // Relaxed: only touched under the scavenger flag.
+                count(p).fetch_add(1, Ordering::Relaxed);
+                // SAFETY: as above.
+                unsafe { set_next(p, all) };
+                all = p;
+                p = next;
+                total += 1;
+            }
+        }
+        // Relaxed: a statistic and trigger.
+        self.central_blocks[c].fetch_sub(total, Ordering::Relaxed);
+        // Pass 2: split into kept blocks and fully free spans.
+        let mut kept: *mut u8 = ptr::null_mut();
+        let mut kept_n = 0usize;
+        let mut release: *mut Link = ptr::null_mut();
+        let mut p = all;
+        while !p.is_null() {
+            // SAFETY: ours, as above.
+            let next = unsafe { next_of(p) };
+            let unit = Core::unit_of(data, p);
+            let m = self.meta(data, unit);
+            // Relaxed: under the scavenger flag.
+            match m.count.load(Ordering::Relaxed) {
+                n if n == bps => {
+                    // Relaxed: as above.
+                    m.count.store(RELEASING, Ordering::Relaxed);
+                    m.link.set_next(release);
+                    release = ptr::addr_of!(m.link).cast_mut();
+                }
+                RELEASING => {}
+                _ => {
+                    // SAFETY: ours.
+                    unsafe { set_next(p, kept) };
+                    kept = p;
+                    kept_n += 1;
+                }
+            }
+            p = next;
+        }
+        // Pass 3: reset the counters of the spans kept.
+        let mut p = kept;
+        while !p.is_null() {
+            // Relaxed: under the scavenger flag.
+            count(p).store(0, Ordering::Relaxed);
+            // SAFETY: ours.
+            p = unsafe { next_of(p) };
+        }
+        // Release the free spans; they go to the free-span stack only after
+        // `madvise`, so no new owner sees its data zeroed under it.
+        let mut released = 0;
+        while let Some(l) = NonNull::new(release) {
+            // SAFETY: the records on this local chain are ours.
+            let m = unsafe { l.cast::<SpanMeta>().as_ref() };
+            release = m.link.next();
+            let span = data.wrapping_add(self.unit_of_meta(data, m) * SPAN);
+            // SAFETY: every block of the span is free and held by us.
+            unsafe { os::release(span, SPAN) };
+            // Relaxed: under the scavenger flag.
+            m.count.store(0, Ordering::Relaxed);
+            // Relaxed: the span is not in use by anyone.
+            m.kind.store(KIND_FREE, Ordering::Relaxed);
+            // SAFETY: the record is ours; side-table records are type-stable.
+            unsafe { self.free_spans.push(l) };
+            released += SPAN;
+            // Relaxed: statistics.
+            self.spans[c].fetch_sub(1, Ordering::Relaxed);
+            // Relaxed: as above.
+            self.spans_released.fetch_add(1, Ordering::Relaxed);
+        }
+        let lost = self.push_blocks(c, kept, kept_n);
+        debug_assert!(lost.is_null(), "descriptors were just returned to the pool");
+        // Relaxed: the trigger's hysteresis.
+        self.scavenge_kept[c].store(kept_n * size, Ordering::Relaxed);
+        released
+    }
+
+    fn small_class_at(&self, data: *mut u8, p: *mut u8) -> Result<usize, &'static str> {
+        let unit = Core::unit_of(data, p);
+        // Relaxed: see `SpanMeta::kind`.
+        let kind = self.meta(data, unit).kind.load(Ordering::Relaxed);
+        match kind {
+            1..=36 => {
+                let c = kind as usize - 1;
+                let off = p as usize - (data as usize + unit * SPAN);
+                let size = CLASS_SIZES[c] as usize;
+                if off % size != 0 || off / size >= blocks_per_span(c) {
+                    Err("free of a pointer inside a small block (not its start)")
+                } else {
+                    Ok(c)
+                }
+            }
+            _ => Err("free of a pointer in a span that is not in use"),
+        }
+    }
+
+    /// Counts (or, in checked mode, reports and aborts on) a misuse.
+    #[cold]
+    pub(crate) fn misuse(&self, what: &str, p: *mut u8) {
+        // Relaxed: a statistic.
+        self.misuse.fetch_add(1, Ordering::Relaxed);
+        // Relaxed: a configuration flag.
+        if self.checked.load(Ordering::Relaxed) {
+            report_and_abort(what, p as usize);
+        }
+    }
+
+    pub(crate) fn set_checked(&self, on: bool) {
+        // Relaxed: a configuration flag.
+        self.checked.store(on, Ordering::Relaxed);
+    }
+
+    fn alloc_huge(&self, size: usize, align: usize) -> *mut u8 {
+        let ps = os::page_size();
+        let Some(n) = size.checked_next_multiple_of(ps) else {
+            return ptr::null_mut();
+        };
+        if self.os_fails() {
+            return ptr::null_mut();
+        }
+        let p = if align <= ps {
+            match os::map_rw(n) {
+                Some(p) => p.as_ptr(),
+                None => return ptr::null_mut(),
+            }
+        } else {
+            let Some(len) = n.checked_add(align) else {
+                return ptr::null_mut();
+            };
+            let Some(r) = os::map_rw(len) else {
+                return ptr::null_mut();
+            };
+            let r = r.as_ptr();
+            let p = r.wrapping_add(r.align_offset(align));
+            let head = p as usize - r as usize;
+            // SAFETY: the slack around `[p, p + n)` is part of our fresh
+            // mapping.
+            unsafe {
+                if head > 0 {
+                    os::unmap(r, head);
+                }
+                if len - head - n > 0 {
+                    os::unmap(p.wrapping_add(n), len - head - n);
+                }
+            }
+            p
+        };
+        // Relaxed: statistics.
+        self.huge_blocks.fetch_add(1, Ordering::Relaxed);
+        // Relaxed: as above.
+        self.huge_bytes.fetch_add(n, Ordering::Relaxed);
+        p
+    }
+
+    /// # Safety
+    ///
+    /// `p` is a live huge block of `size` bytes from this heap.
+    unsafe fn dealloc_huge(&self, p: *mut u8, size: usize) {
+        let n = size.next_multiple_of(os::page_size());
+        // SAFETY: the block is the whole mapping (contract).
+        unsafe { os::unmap(p, n) };
+        // Relaxed: statistics.
+        self.huge_blocks.fetch_sub(1, Ordering::Relaxed);
+        // Relaxed: as above.
+        self.huge_bytes.fetch_sub(n, Ordering::Relaxed);
+    }
+}
+
+/// Writes `vvmalloc: <what> (address 0x...)` to stderr without allocating,
+/// then aborts.
+#[cold]
+fn report_and_abort(what: &str, addr: usize) -> ! {
+    let mut buf = [0u8; 256];
+    let mut len = 0;
+    let mut put = |bytes: &[u8]| {
+        let n = bytes.len().min(buf.len() - len);
+        buf[len..len + n].copy_from_slice(&bytes[..n]);
+        len += n;
+    };
+    put(b"vvmalloc: ");
+    put(what.as_bytes());
+    put(b" (address 0x");
+    let mut hex = [0u8; 16];
+    for (i, h) in hex.iter_mut().enumerate() {
+        *h = b"0123456789abcdef"[(addr >> (60 - 4 * i)) & 0xf];
+    }
+    put(&hex);
+    put(b")\n");
+    // SAFETY: writing our own buffer to fd 2; abort has no preconditions.
+    unsafe {
+        libc::write(2, buf.as_ptr().cast(), len);
+        libc::abort()
+    }
+}
+
+impl Heap<SkipIndex> {
+    /// A heap with the default configuration and the skip-list free index.
+    /// Reserves nothing until the first allocation.
+    pub fn new() -> Self {
+        Self::with_config(HeapConfig::new())
+    }
+
+    /// The process heap of [`VvMalloc`](crate::VvMalloc).
+    #[cfg(not(loom))]
+    pub(crate) const fn global() -> Self {
+        let mut core = Core::new(HeapConfig::new());
+        core.checked_from_env = true;
+        Self {
+            core,
+            index: SkipIndex::new(),
+        }
+    }
+}
+
+impl Default for Heap<SkipIndex> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<I: FreeIndex> Heap<I> {
+    /// A heap with the given configuration and a fresh index of type `I`.
+    ///
+    /// ```
+    /// # if vvmalloc::LOOM_BUILD { return; }
+    /// use vvmalloc::heap::{BTreeIndex, Heap, HeapConfig};
+    /// let heap: Heap<BTreeIndex> = Heap::with_config(HeapConfig { arena_bytes: 1 << 30, checked: true });
+    /// assert_eq!(heap.config().arena_bytes, 1 << 30);
+    /// ```
+    pub fn with_config(config: HeapConfig) -> Self {
+        Self {
+            core: Core::new(config),
+            index: I::new(),
+        }
+    }
+
+    /// The heap's configuration.
+    pub fn config(&self) -> HeapConfig {
+        // Relaxed: a configuration flag.
+        HeapConfig {
+            arena_bytes: self.core.arena_bytes,
+            checked: self.core.checked.load(Ordering::Relaxed),
+        }
+    }
+
+    /// A thread cache on this heap: the fast path. See [`LocalHeap`].
+    pub fn local(&self) -> LocalHeap<'_, I> {
+        LocalHeap::new(self)
+    }
+
+    /// The free index.
+    pub fn index(&self) -> &I {
+        &self.index
+    }
+
+    /// Whether `p` lies in this heap's arena (small and large blocks; huge
+    /// blocks are mapped outside it).
+    pub fn owns(&self, p: *const u8) -> bool {
+        self.core.arena_of(p.cast_mut()).is_some()
+    }
+
+    /// Makes the next `n` requests to the OS fail, as if it were out of
+    /// memory (fault injection for tests).
+    #[doc(hidden)]
+    pub fn inject_os_failures(&self, n: usize) {
+        // Relaxed: a test hook.
+        self.core.inject_failures.store(n, Ordering::Relaxed);
+    }
+
+    /// Allocates a block for `layout` (cache-less path). Null when the
+    /// request cannot be served.
+    #[inline]
+    pub fn alloc(&self, layout: Layout) -> *mut u8 {
+        self.alloc_in(None, layout)
+    }
+
+    /// As [`alloc`](Self::alloc), with the block zeroed.
+    pub fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        self.alloc_zeroed_in(None, layout)
+    }
+
+    /// Frees a block (cache-less path).
+    ///
+    /// # Safety
+    ///
+    /// `p` was returned by this heap (through any of its paths) for
+    /// `layout`, or by a [`realloc`](Self::realloc) to `layout.size()`, and
+    /// is not used afterwards.
+    #[inline]
+    pub unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
+        // SAFETY: the caller's contract.
+        unsafe { self.dealloc_in(None, p, layout) }
+    }
+
+    /// Resizes a block, in place where it can (cache-less path).
+    ///
+    /// # Safety
+    ///
+    /// As for [`dealloc`](Self::dealloc); `new_size`, rounded up to
+    /// `layout.align()`, does not overflow `isize`. On success `p` must not
+    /// be used any more; on failure (null) it stays valid.
+    pub unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: the caller's contract.
+        unsafe { self.realloc_in(None, p, layout, new_size) }
+    }
+
+    /// Gives back to the OS all the memory it can now: scavenges every
+    /// class's central heap and releases the pages of every free large run.
+    /// Returns the bytes it released.
+    pub fn trim(&self) -> usize {
+        let mut released = 0;
+        for c in 0..CLASSES {
+            released += self.core.scavenge(c);
+        }
+        released + self.trim_large()
+    }
+
+    /// The heap's statistics: cheap counters, plus one `mincore` walk of the
+    /// used part of the arena for the resident bytes.
+    pub fn stats(&self) -> Stats {
+        let core = &self.core;
+        let classes: [ClassStats; CLASSES] = core::array::from_fn(|c| ClassStats {
+            size: CLASS_SIZES[c] as usize,
+            // Relaxed: statistics.
+            in_use_blocks: core.in_use_blocks[c].load(Ordering::Relaxed).max(0) as usize,
+            // Relaxed: as above.
+            central_free_blocks: core.central_blocks[c].load(Ordering::Relaxed),
+            // Relaxed: as above.
+            spans: core.spans[c].load(Ordering::Relaxed),
+        });
+        // Relaxed: as above.
+        let bump = core.bump.load(Ordering::Relaxed);
+        // Relaxed: as above.
+        let huge = core.huge_bytes.load(Ordering::Relaxed);
+        // Acquire: as in `Core::arena`.
+        let data = core.data.load(Ordering::Acquire);
+        let resident = if data.is_null() {
+            0
+        } else {
+            // SAFETY: the used part of the arena is mapped.
+            unsafe { os::resident(data, bump) }.unwrap_or(bump)
+        };
+        let small_in_use: usize = classes.iter().map(|c| c.in_use_blocks * c.size).sum();
+        // Relaxed: as above.
+        let large = core.large_in_use.load(Ordering::Relaxed);
+        Stats {
+            // Relaxed: as above.
+            requested_bytes: core.requested.load(Ordering::Relaxed).max(0) as usize,
+            in_use_bytes: small_in_use + large + huge,
+            mapped_bytes: bump + huge,
+            resident_bytes: resident + huge,
+            small: classes,
+            large_in_use_bytes: large,
+            free_index_blocks: self.index.len(),
+            // Relaxed: as above.
+            free_index_bytes: core.large_free.load(Ordering::Relaxed),
+            // Relaxed: as above.
+            huge_blocks: core.huge_blocks.load(Ordering::Relaxed),
+            huge_bytes: huge,
+            // Relaxed: as above.
+            spans_released: core.spans_released.load(Ordering::Relaxed),
+            // Relaxed: as above.
+            misuse: core.misuse.load(Ordering::Relaxed),
+            arena_bytes: core.arena_bytes,
+        }
+    }
+
+    // ----- the paths shared by the cache-less API and `LocalHeap` -----
+
+    #[inline]
+    pub(crate) fn alloc_in(&self, bins: Option<&mut Bins>, layout: Layout) -> *mut u8 {
+        let size = layout.size().max(1);
+        let align = layout.align();
+        let p = if let Some(c) = class::class_of(size, align) {
+            match bins {
+                Some(b) => b.alloc(&self.core, c),
+                None => self.core.alloc_small_shared(c),
+            }
+        } else if size >= HUGE_MIN {
+            self.core.alloc_huge(size, align)
+        } else {
+            self.alloc_large(size, align)
+        };
+        if !p.is_null() {
+            // Relaxed: a statistic.
+            self.core
+                .requested
+                .fetch_add(layout.size() as isize, Ordering::Relaxed);
+        }
+        p
+    }
+
+    pub(crate) fn alloc_zeroed_in(&self, bins: Option<&mut Bins>, layout: Layout) -> *mut u8 {
+        let p = self.alloc_in(bins, layout);
+        // Fresh huge mappings are zero already.
+        if !p.is_null() && layout.size() < HUGE_MIN {
+            // SAFETY: the block has at least `layout.size()` bytes.
+            unsafe { ptr::write_bytes(p, 0, layout.size()) };
+        }
+        p
+    }
+
+    /// # Safety
+    ///
+    /// As for [`Heap::dealloc`].
+    #[inline]
+    pub(crate) unsafe fn dealloc_in(&self, bins: Option<&mut Bins>, p: *mut u8, layout: Layout) {
+        let core = &self.core;
+        // Relaxed: a statistic.
+        core.requested
+            .fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        if let Some(data) = core.arena_of(p) {
+            let unit = Core::unit_of(data, p);
+            // Relaxed: see `SpanMeta::kind`.
+            let kind = core.meta(data, unit).kind.load(Ordering::Relaxed);
+            if kind == KIND_LARGE {
+                // SAFETY: the caller's contract.
+                unsafe { self.dealloc_large(p, layout.size()) };
+                return;
+            }
+            match core.small_class_at(data, p) {
+                Ok(c) => match bins {
+                    Some(b) => b.dealloc(core, c, p),
+                    None => core.dealloc_small_shared(c, p),
+                },
+                Err(what) => core.misuse(what, p),
+            }
+        } else if layout.size() >= HUGE_MIN {
+            // SAFETY: the caller's contract: a huge block of ours.
+            unsafe { core.dealloc_huge(p, layout.size()) };
+        } else if !p.is_null() {
+            core.misuse("free of a pointer this heap never returned", p);
+        }
+    }
+
+    /// # Safety
+    ///
+    /// As for [`Heap::realloc`].
+    pub(crate) unsafe fn realloc_in(
+        &self,
+        mut bins: Option<&mut Bins>,
+        p: *mut u8,
+        layout: Layout,
+        new_size: usize,
+    ) -> *mut u8 {
+        let core = &self.core;
+        let Ok(new_layout) = Layout::from_size_align(new_size, layout.align()) else {
+            return ptr::null_mut();
+        };
+        let delta = new_size as isize - layout.size() as isize;
+        if let Some(data) = core.arena_of(p) {
+            let unit = Core::unit_of(data, p);
+            // Relaxed: see `SpanMeta::kind`.
+            let kind = core.meta(data, unit).kind.load(Ordering::Relaxed);
+            if let 1..=36 = kind {
+                let cs = CLASS_SIZES[kind as usize - 1] as usize;
+                let same = class::class_of(new_size.max(1), layout.align());
+                if new_size <= cs && (same == Some(kind as usize - 1) || new_size * 2 > cs) {
+                    // Relaxed: a statistic.
+                    core.requested.fetch_add(delta, Ordering::Relaxed);
+                    return p;
+                }
+            } else if kind == KIND_LARGE
+                && new_size > class::SMALL_MAX
+                && new_size < HUGE_MIN
+                && self.resize_large(p, layout.size(), new_size)
+            {
+                // Relaxed: a statistic.
+                core.requested.fetch_add(delta, Ordering::Relaxed);
+                return p;
+            }
+        } else if layout.size() >= HUGE_MIN
+            && new_size >= HUGE_MIN
+            && layout.align() <= os::page_size()
+        {
+            let ps = os::page_size();
+            let old = layout.size().next_multiple_of(ps);
+            let Some(new) = new_size.checked_next_multiple_of(ps) else {
+                return ptr::null_mut();
+            };
+            if core.os_fails() {
+                return ptr::null_mut();
+            }
+            // SAFETY: a huge block is one whole mapping of `old` bytes
+            // (the caller's contract).
+            return match unsafe { os::remap(p, old, new) } {
+                Some(q) => {
+                    // Relaxed: statistics.
+                    core.huge_bytes.fetch_add(new, Ordering::Relaxed);
+                    // Relaxed: as above.
+                    core.huge_bytes.fetch_sub(old, Ordering::Relaxed);
+                    // Relaxed: as above.
+                    core.requested.fetch_add(delta, Ordering::Relaxed);
+                    q.as_ptr()
+                }
+                None => ptr::null_mut(),
+            };
+        }
+        let q = self.alloc_in(bins.as_deref_mut(), new_layout);
+        if !q.is_null() {
+            // SAFETY: both blocks hold at least the bytes copied and are
+            // distinct live blocks.
+            unsafe { ptr::copy_nonoverlapping(p, q, layout.size().min(new_size)) };
+            // SAFETY: the caller's contract.
+            unsafe { self.dealloc_in(bins, p, layout) };
+        }
+        q
+    }
+
+    // ----- the large path -----
+
+    fn region_bytes(&self) -> usize {
+        LARGE_REGION.min(self.core.arena_bytes / 4).max(SPAN)
+    }
+
+    fn alloc_large(&self, size: usize, align: usize) -> *mut u8 {
+        let core = &self.core;
+        let Some(data) = core.arena() else {
+            return ptr::null_mut();
+        };
+        let n = size.next_multiple_of(PAGE);
+        let need = if align > PAGE { n + align - PAGE } else { n };
+        let (addr, got) = match self.index.take_fit(need) {
+            Some(b) => {
+                // Relaxed: a statistic.
+                core.large_free.fetch_sub(b.1, Ordering::Relaxed);
+                b
+            }
+            None => {
+                let len = need.max(self.region_bytes()).next_multiple_of(SPAN);
+                let Some(r) = core.bump(data, len) else {
+                    return ptr::null_mut();
+                };
+                let first = Core::unit_of(data, r);
+                for u in first..first + len / SPAN {
+                    // Relaxed: published with the blocks (see `SpanMeta`).
+                    core.meta(data, u).kind.store(KIND_LARGE, Ordering::Relaxed);
+                }
+                (r as usize, len)
+            }
+        };
+        let start = addr.next_multiple_of(align.max(PAGE));
+        let front = start - addr;
+        let back = got - front - n;
+        if front > 0 {
+            self.free_run(data, addr, front);
+        }
+        if back > 0 {
+            self.free_run(data, start + n, back);
+        }
+        // Relaxed: a statistic.
+        core.large_in_use.fetch_add(n, Ordering::Relaxed);
+        data.with_addr(start)
+    }
+
+    /// Records the free run `[addr, addr + size)`, coalesced with free
+    /// neighbours, keeping at most `KEEP_DIRTY` of it resident.
+    fn free_run(&self, data: *mut u8, mut addr: usize, mut size: usize) {
+        let core = &self.core;
+        if let Some(rs) = self.index.find_at(addr + size) {
+            if self.index.take_exact(addr + size, rs) {
+                // Relaxed: a statistic.
+                core.large_free.fetch_sub(rs, Ordering::Relaxed);
+                size += rs;
+            }
+        }
+        if let Some((la, ls)) = self.index.floor(addr - 1) {
+            if la + ls == addr && self.index.take_exact(la, ls) {
+                // Relaxed: a statistic.
+                core.large_free.fetch_sub(ls, Ordering::Relaxed);
+                addr = la;
+                size += ls;
+            }
+        }
+        if size > KEEP_DIRTY {
+            // SAFETY: the run is free and ours until inserted below.
+            unsafe { os::release(data.with_addr(addr + KEEP_DIRTY), size - KEEP_DIRTY) };
+        }
+        // Relaxed: a statistic.
+        core.large_free.fetch_add(size, Ordering::Relaxed);
+        self.index.insert(addr, size);
+    }
+
+    /// # Safety
+    ///
+    /// `p` is a live large block of this heap, allocated for `size` bytes.
+    unsafe fn dealloc_large(&self, p: *mut u8, size: usize) {
+        let core = &self.core;
+        let Some(data) = core.arena_of(p) else { return };
+        let addr = p as usize;
+        let n = size.max(1).next_multiple_of(PAGE);
+        if addr % PAGE != 0 {
+            core.misuse("free of a pointer inside a large block (not its start)", p);
+            return;
+        }
+        // A free run overlapping the block means it was freed already (or
+        // never allocated).
+        if let Some((fa, fs)) = self.index.floor(addr + n - 1) {
+            if fa + fs > addr && self.index.contains(fa, fs) {
+                core.misuse("double free of a large block", p);
+                return;
+            }
+        }
+        // Relaxed: a statistic.
+        core.large_in_use.fetch_sub(n, Ordering::Relaxed);
+        self.free_run(data, addr, n);
+    }
+
+    /// Grows or shrinks a large block in place; `false` if it cannot.
+    fn resize_large(&self, p: *mut u8, old_size: usize, new_size: usize) -> bool {
+        let core = &self.core;
+        let Some(data) = core.arena_of(p) else {
+            return false;
+        };
+        let addr = p as usize;
+        let old = old_size.max(1).next_multiple_of(PAGE);
+        let new = new_size.next_multiple_of(PAGE);
+        if new == old {
+            return true;
+        }
+        if new < old {
+            // Relaxed: a statistic.
+            core.large_in_use.fetch_sub(old - new, Ordering::Relaxed);
+            self.free_run(data, addr + new, old - new);
+            return true;
+        }
+        let want = new - old;
+        match self.index.find_at(addr + old) {
+            Some(rs) if rs >= want && self.index.take_exact(addr + old, rs) => {
+                // Relaxed: statistics.
+                core.large_free.fetch_sub(rs, Ordering::Relaxed);
+                if rs > want {
+                    self.free_run(data, addr + new, rs - want);
+                }
+                // Relaxed: as above.
+                core.large_in_use.fetch_add(want, Ordering::Relaxed);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Releases the pages of every free large run (except one page each for
+    /// the duration of the walk). Returns the bytes released.
+    fn trim_large(&self) -> usize {
+        let core = &self.core;
+        // Acquire: as in `Core::arena`.
+        let data = core.data.load(Ordering::Acquire);
+        if data.is_null() {
+            return 0;
+        }
+        // Claim every run, chaining them through their first pages.
+        let mut chain: *mut u8 = ptr::null_mut();
+        let mut released = 0;
+        while let Some((a, s)) = self.index.take_fit(PAGE) {
+            // Relaxed: a statistic.
+            core.large_free.fetch_sub(s, Ordering::Relaxed);
+            let p = data.with_addr(a);
+            // SAFETY: the run is ours (claimed) and at least a page.
+            unsafe {
+                p.cast::<(*mut u8, usize)>().write((chain, s));
+                os::release(p.wrapping_add(PAGE), s - PAGE);
+            }
+            released += s;
+            chain = p;
+        }
+        while !chain.is_null() {
+            // SAFETY: written above; the run is still ours.
+            let (next, s) = unsafe { chain.cast::<(*mut u8, usize)>().read() };
+            // SAFETY: as above.
+            unsafe { os::release(chain, PAGE) };
+            self.free_run_clean(chain as usize, s);
+            chain = next;
+        }
+        released
+    }
+
+    /// `free_run` without the release (the run is clean already).
+    fn free_run_clean(&self, addr: usize, size: usize) {
+        // Relaxed: a statistic.
+        self.core.large_free.fetch_add(size, Ordering::Relaxed);
+        self.index.insert(addr, size);
+    }
+}
+
+impl<I: FreeIndex> Drop for Heap<I> {
+    fn drop(&mut self) {
+        // Acquire: as in `Core::arena`.
+        let data = self.core.data.load(Ordering::Acquire);
+        if !data.is_null() {
+            let table = self.core.table_bytes();
+            // SAFETY: `&mut self`: no block of the arena can be in use (every
+            // `LocalHeap` borrowed the heap and is gone; blocks the user did
+            // not free are theirs to lose). The reservation is ours.
+            unsafe { os::unmap(data.wrapping_sub(table), table + self.core.arena_bytes) };
+        }
+    }
+}
+
+impl<I: FreeIndex> fmt::Debug for Heap<I> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Heap")
+            .field("index", &I::NAME)
+            .field("config", &self.config())
+            .finish_non_exhaustive()
+    }
+}
+
+// SAFETY: `alloc` returns null or a block of at least `layout.size()` bytes
+// aligned to `layout.align()` that no other live allocation overlaps;
+// `dealloc` and `realloc` follow `GlobalAlloc`'s contracts (see the methods).
+unsafe impl<I: FreeIndex> GlobalAlloc for Heap<I> {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        Heap::alloc(self, layout)
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        Heap::alloc_zeroed(self, layout)
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
+        // SAFETY: `GlobalAlloc::dealloc`'s contract is ours.
+        unsafe { Heap::dealloc(self, p, layout) }
+    }
+
+    unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: `GlobalAlloc::realloc`'s contract is ours.
+        unsafe { Heap::realloc(self, p, layout, new_size) }
+    }
+}
+
+// SAFETY: blocks stay valid until deallocated or the heap is dropped (which
+// the borrow `&Heap` prevents while the allocator is in use); a block of
+// `allocate` fits its layout; `grow`/`shrink` use `realloc`, which keeps the
+// contents.
+unsafe impl<I: FreeIndex> allocator_api2::alloc::Allocator for &Heap<I> {
+    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, allocator_api2::alloc::AllocError> {
+        let p = Heap::alloc(self, layout);
+        NonNull::new(p)
+            .map(|p| NonNull::slice_from_raw_parts(p, layout.size()))
+            .ok_or(allocator_api2::alloc::AllocError)
+    }
+
+    unsafe fn deallocate(&self, p: NonNull<u8>, layout: Layout) {
+        // SAFETY: `Allocator::deallocate`'s contract is ours.
+        unsafe { Heap::dealloc(self, p.as_ptr(), layout) }
+    }
+}

@@ -1,0 +1,95 @@
+//! The allocator: size-class heaps composed from the library's structures.
+//!
+//! A [`Heap`] owns one reservation of address space (its *arena*) and serves
+//! three ranges of sizes:
+//!
+//! - **Small** (up to [`SMALL_MAX`], 16 KiB): [`CLASSES`] size classes (the
+//!   table and its worst-case waste are in [`class`]). Blocks are carved from
+//!   64 KiB *spans*, one class per span. Each thread keeps a cache per class
+//!   (a [`LocalHeap`], or the thread-local cache of [`VvMalloc`]): an
+//!   allocation or free there is a few plain loads and stores, no atomic
+//!   read-modify-write. Caches exchange *batches* of blocks with a central
+//!   heap per class, an [`IntrusiveStack`] of batch descriptors (one CAS per
+//!   batch).
+//! - **Large** (up to [`HUGE_MIN`], 4 MiB): page-granular blocks carved from
+//!   16 MiB regions of the arena, found in a pluggable [`FreeIndex`] (best fit
+//!   in a skip list by default), split on allocation and coalesced with free
+//!   neighbours on free.
+//! - **Huge** (from [`HUGE_MIN`]): a mapping of its own; `realloc` uses
+//!   `mremap`.
+//!
+//! # Where the memory goes back
+//!
+//! - A span whose blocks are all free in the central heap is released
+//!   (`madvise(MADV_DONTNEED)`) and reused by any class. The *scavenger* that
+//!   finds such spans runs when a class's central heap holds more than
+//!   4 MiB and twice what it kept after its previous run (so it does not
+//!   thrash when the memory is in real use), and on [`Heap::trim`].
+//! - A free large run keeps its first 4 MiB resident (the part the next
+//!   allocation takes from) and gives the rest back at once; [`Heap::trim`]
+//!   gives back all of it.
+//! - A huge block is unmapped when freed.
+//!
+//! # Cross-thread frees
+//!
+//! A block freed by another thread goes into *that* thread's cache; when the
+//! cache holds more than two batches of the class it hands one to the central
+//! heap, where the allocating thread's cache picks it up. A producer/consumer
+//! pair therefore cycles a bounded set of blocks: the footprint stays flat
+//! (tested in `tests/heap.rs`).
+//!
+//! # Misuse
+//!
+//! The heap checks what it can cheaply check on every free: a pointer outside
+//! its arena that is not a huge block, a pointer inside it but not at the
+//! start of a block of a live span, and a large block freed twice (or
+//! overlapping a free block). Each is counted in [`Stats::misuse`] and the
+//! block is left alone (leaked) rather than corrupting the heap. With
+//! [`HeapConfig::checked`] (or `VVMALLOC_CHECKED=1` for [`VvMalloc`]) the heap
+//! instead prints what it found, with the address, and aborts. A small block
+//! freed twice is *not* detected: it enters the free lists twice and will be
+//! handed out twice.
+//!
+//! # Failure
+//!
+//! An allocation that cannot be served returns null: a size near
+//! `isize::MAX`, an exhausted arena, the OS refusing memory. Nothing in the
+//! heap panics or aborts except the checked mode's misuse reports.
+//!
+//! # Reentrancy, threads and `fork`
+//!
+//! Nothing on the small path allocates, and the large path's index
+//! allocates only small blocks, so the recursion is at most one level deep.
+//! [`VvMalloc`]'s thread cache is set up on the first allocation of a thread:
+//! a flag (a `const` thread-local without destructor) routes any allocation
+//! made while the cache is being set up or used to the cache-less path, which
+//! is lock-free and needs no thread-local state; so do allocations after the
+//! cache is torn down at thread exit, when its blocks go back to the central
+//! heaps.
+//!
+//! The heap holds no lock at any time (the [`BTreeIndex`] baseline aside), so
+//! a `fork()` cannot leave a lock held in the child. The scavenger's "one at a
+//! time" flag is a try-flag: a child forked while it was set just never
+//! scavenges that class's central heap again.
+//!
+//! [`IntrusiveStack`]: crate::intrusive::IntrusiveStack
+//! [`VvMalloc`]: crate::VvMalloc
+
+pub mod class;
+mod core_heap;
+pub mod index;
+mod local;
+mod os;
+mod stats;
+
+#[cfg(not(loom))]
+mod global;
+
+pub use class::{CLASSES, CLASS_SIZES, SMALL_MAX};
+pub use core_heap::{Heap, HeapConfig, HUGE_MIN};
+pub use index::{BTreeIndex, FreeIndex, ListIndex, SkipIndex};
+pub use local::LocalHeap;
+pub use stats::{ClassStats, Stats};
+
+#[cfg(not(loom))]
+pub use global::VvMalloc;

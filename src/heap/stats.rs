@@ -1,0 +1,71 @@
+//! The heap's statistics.
+
+use super::class::CLASSES;
+
+/// One size class's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClassStats {
+    /// The class's block size.
+    pub size: usize,
+    /// Blocks handed out and not freed. Thread caches report their counts
+    /// when they exchange a batch or are flushed, so this lags by at most a
+    /// few batches per thread.
+    pub in_use_blocks: usize,
+    /// Free blocks in the class's central heap.
+    pub central_free_blocks: usize,
+    /// Spans of 64 KiB the class holds.
+    pub spans: usize,
+}
+
+/// A heap's statistics, from [`Heap::stats`](super::Heap::stats).
+///
+/// The counters are kept on the slow paths and by the thread caches in
+/// batches, so they are cheap enough to leave on; they are a snapshot of
+/// counters updated concurrently, not a consistent cut.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stats {
+    /// Bytes the program asked for and has not freed.
+    pub requested_bytes: usize,
+    /// Bytes of the blocks handed out and not freed (small blocks at their
+    /// class size, large blocks rounded to pages, huge blocks to pages).
+    pub in_use_bytes: usize,
+    /// Bytes mapped read-write: the part of the arena in use by spans and
+    /// large regions, plus huge blocks.
+    pub mapped_bytes: usize,
+    /// Of those, bytes resident in memory (`mincore` of the arena; huge
+    /// blocks counted as resident).
+    pub resident_bytes: usize,
+    /// Per size class.
+    pub small: [ClassStats; CLASSES],
+    /// Bytes of large blocks in use.
+    pub large_in_use_bytes: usize,
+    /// Free runs recorded in the large heap's free index.
+    pub free_index_blocks: usize,
+    /// Bytes of those runs.
+    pub free_index_bytes: usize,
+    /// Huge blocks (own mappings) in use.
+    pub huge_blocks: usize,
+    /// Bytes of those.
+    pub huge_bytes: usize,
+    /// Spans released to the OS by the scavenger so far.
+    pub spans_released: usize,
+    /// Misuses detected (invalid or double frees) so far.
+    pub misuse: usize,
+    /// Address space reserved for the arena.
+    pub arena_bytes: usize,
+}
+
+impl Stats {
+    /// Bytes of small blocks in use.
+    pub fn small_in_use_bytes(&self) -> usize {
+        self.small.iter().map(|c| c.in_use_blocks * c.size).sum()
+    }
+
+    /// Bytes of free small blocks in the central heaps.
+    pub fn small_free_bytes(&self) -> usize {
+        self.small
+            .iter()
+            .map(|c| c.central_free_blocks * c.size)
+            .sum()
+    }
+}

@@ -1,0 +1,398 @@
+//! Tests of `Heap` instances: every path, each free index, properties,
+//! threads, memory given back, misuse and failure.
+
+#![cfg(not(loom))]
+
+use std::alloc::Layout;
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+use vvmalloc::heap::{BTreeIndex, FreeIndex, HeapConfig, ListIndex, SkipIndex, HUGE_MIN};
+use vvmalloc::Heap;
+
+fn small_heap<I: FreeIndex>() -> Heap<I> {
+    Heap::with_config(HeapConfig {
+        arena_bytes: 4 << 30,
+        checked: false,
+    })
+}
+
+fn fill(p: *mut u8, len: usize, seed: u8) {
+    for i in 0..len {
+        // SAFETY: the callers pass live blocks of at least `len` bytes.
+        unsafe { p.add(i).write(seed.wrapping_add(i as u8)) };
+    }
+}
+
+fn check(p: *const u8, len: usize, seed: u8) -> bool {
+    // SAFETY: as for `fill`.
+    (0..len).all(|i| unsafe { p.add(i).read() } == seed.wrapping_add(i as u8))
+}
+
+/// Sizes from 1 byte to huge, every power-of-two alignment up to 1 MiB.
+#[test]
+fn every_size_range_and_alignment() {
+    let heap: Heap = small_heap();
+    let local = heap.local();
+    let sizes = [
+        1,
+        8,
+        16,
+        17,
+        100,
+        128,
+        129,
+        1000,
+        4096,
+        16 * 1024,
+        16 * 1024 + 1,
+        100_000,
+        HUGE_MIN - 1,
+        HUGE_MIN,
+        9 << 20,
+    ];
+    let mut live = Vec::new();
+    for (k, &size) in sizes.iter().enumerate() {
+        let mut align = 1;
+        while align <= 1 << 20 {
+            let layout = Layout::from_size_align(size, align).unwrap();
+            for (via_local, p) in [(false, heap.alloc(layout)), (true, local.alloc(layout))] {
+                assert!(!p.is_null(), "{size} @ {align}");
+                assert_eq!(p as usize % align, 0, "{size} @ {align} misaligned");
+                let n = size.min(4096);
+                fill(p, n, k as u8);
+                live.push((p, layout, n, k as u8, via_local));
+            }
+            align *= if size > 1 << 16 { 16 } else { 2 };
+        }
+    }
+    // No two live blocks overlap.
+    let mut spans: Vec<(usize, usize)> = live
+        .iter()
+        .map(|&(p, l, ..)| (p as usize, l.size()))
+        .collect();
+    spans.sort();
+    for w in spans.windows(2) {
+        assert!(
+            w[0].0 + w[0].1 <= w[1].0,
+            "overlap: {:x?} {:x?}",
+            w[0],
+            w[1]
+        );
+    }
+    for (p, layout, n, seed, via_local) in live {
+        assert!(check(p, n, seed));
+        // Free through the other path than the allocation's.
+        // SAFETY: from this heap with this layout.
+        unsafe {
+            if via_local {
+                heap.dealloc(p, layout)
+            } else {
+                local.dealloc(p, layout)
+            }
+        }
+    }
+    drop(local);
+    let s = heap.stats();
+    assert_eq!(s.in_use_bytes, 0, "{s:?}");
+    assert_eq!(s.requested_bytes, 0);
+    assert_eq!(s.misuse, 0);
+}
+
+#[test]
+fn zeroed_blocks_are_zero_even_when_reused() {
+    let heap: Heap = small_heap();
+    for size in [24, 3000, 50_000, HUGE_MIN + 5] {
+        let layout = Layout::from_size_align(size, 8).unwrap();
+        let p = heap.alloc(layout);
+        fill(p, size, 7);
+        // SAFETY: from this heap.
+        unsafe { heap.dealloc(p, layout) };
+        let q = heap.alloc_zeroed(layout);
+        // SAFETY: a live block of `size` bytes.
+        assert!((0..size).all(|i| unsafe { q.add(i).read() } == 0), "{size}");
+        // SAFETY: from this heap.
+        unsafe { heap.dealloc(q, layout) };
+    }
+}
+
+#[test]
+fn realloc_keeps_contents_and_grows_large_blocks_in_place() {
+    let heap: Heap = small_heap();
+    let l = Layout::from_size_align(40_000, 8).unwrap();
+    let p = heap.alloc(l);
+    fill(p, 40_000, 3);
+    // The rest of a fresh region follows the block: growth is in place.
+    // SAFETY: from this heap with `l`.
+    let q = unsafe { heap.realloc(p, l, 200_000) };
+    assert_eq!(p, q);
+    assert!(check(q, 40_000, 3));
+    // Shrinking is in place too.
+    let l2 = Layout::from_size_align(200_000, 8).unwrap();
+    // SAFETY: as above.
+    let r = unsafe { heap.realloc(q, l2, 20_000) };
+    assert_eq!(r, q);
+    // Small to large to huge and back.
+    let l3 = Layout::from_size_align(20_000, 8).unwrap();
+    // SAFETY: as above.
+    let s = unsafe { heap.realloc(r, l3, 100) };
+    assert!(check(s, 100, 3));
+    let l4 = Layout::from_size_align(100, 8).unwrap();
+    // SAFETY: as above.
+    let h = unsafe { heap.realloc(s, l4, HUGE_MIN * 2) };
+    assert!(check(h, 100, 3));
+    fill(h, HUGE_MIN * 2, 9);
+    let l5 = Layout::from_size_align(HUGE_MIN * 2, 8).unwrap();
+    // SAFETY: as above (a huge block grows by mremap).
+    let h2 = unsafe { heap.realloc(h, l5, HUGE_MIN * 8) };
+    assert!(check(h2, HUGE_MIN * 2, 9));
+    let l6 = Layout::from_size_align(HUGE_MIN * 8, 8).unwrap();
+    // SAFETY: as above.
+    let t = unsafe { heap.realloc(h2, l6, 10) };
+    assert!(check(t, 10, 9));
+    // SAFETY: as above.
+    unsafe { heap.dealloc(t, Layout::from_size_align(10, 8).unwrap()) };
+    let st = heap.stats();
+    assert_eq!(
+        (
+            st.in_use_bytes,
+            st.requested_bytes,
+            st.huge_blocks,
+            st.misuse
+        ),
+        (0, 0, 0, 0),
+        "{st:?}"
+    );
+}
+
+#[test]
+fn impossible_requests_return_null_and_the_heap_survives_os_failure() {
+    let heap: Heap = small_heap();
+    let too_big = Layout::from_size_align(isize::MAX as usize - 4095, 4096).unwrap();
+    assert!(heap.alloc(too_big).is_null());
+    let local = heap.local();
+    assert!(local.alloc(too_big).is_null());
+    // The OS refuses everything for a while: the first allocation (which
+    // must reserve the arena) fails cleanly.
+    heap.inject_os_failures(1);
+    let l = Layout::from_size_align(64, 8).unwrap();
+    assert!(heap.alloc(l).is_null());
+    // Memory is back: the heap works.
+    let p = heap.alloc(l);
+    assert!(!p.is_null());
+    // A large request needing a new region fails, then succeeds.
+    let big = Layout::from_size_align(1 << 20, 8).unwrap();
+    heap.inject_os_failures(1);
+    assert!(heap.alloc(big).is_null());
+    let q = heap.alloc(big);
+    assert!(!q.is_null());
+    heap.inject_os_failures(1);
+    assert!(heap
+        .alloc(Layout::from_size_align(HUGE_MIN, 8).unwrap())
+        .is_null());
+    // SAFETY: from this heap.
+    unsafe {
+        heap.dealloc(p, l);
+        heap.dealloc(q, big);
+    }
+    // An arena too small for the request.
+    let tiny: Heap = Heap::with_config(HeapConfig {
+        arena_bytes: 1 << 20,
+        checked: false,
+    });
+    assert!(tiny
+        .alloc(Layout::from_size_align(2 << 20, 8).unwrap())
+        .is_null());
+    assert!(!tiny
+        .alloc(Layout::from_size_align(64, 8).unwrap())
+        .is_null());
+}
+
+#[test]
+fn misuse_is_counted_and_harmless_in_unchecked_mode() {
+    let heap: Heap = small_heap();
+    let l = Layout::from_size_align(64, 8).unwrap();
+    let p = heap.alloc(l);
+    let mut on_stack = [0u8; 64];
+    // SAFETY: deliberately wrong calls: the heap must detect them and leave
+    // its state intact (the contract is broken only in ways it checks).
+    unsafe {
+        heap.dealloc(on_stack.as_mut_ptr(), l); // foreign
+        heap.dealloc(p.add(8), l); // inside a block
+    }
+    let big = Layout::from_size_align(100_000, 8).unwrap();
+    let b = heap.alloc(big);
+    // SAFETY: as above; the second free is the misuse.
+    unsafe {
+        heap.dealloc(b, big);
+        heap.dealloc(b, big);
+    }
+    assert_eq!(heap.stats().misuse, 3);
+    // The heap still works and hands out distinct blocks.
+    let x = heap.alloc(big);
+    let y = heap.alloc(big);
+    assert!(!x.is_null() && !y.is_null() && x != y);
+    // SAFETY: from this heap.
+    unsafe {
+        heap.dealloc(x, big);
+        heap.dealloc(y, big);
+        heap.dealloc(p, l);
+    }
+}
+
+/// The checked mode reports misuse and aborts: run this test binary again
+/// as a child that frees a foreign pointer, and read its stderr.
+#[test]
+fn checked_mode_reports_and_aborts() {
+    if std::env::var_os("VV_CHILD").is_some() {
+        let heap: Heap = Heap::with_config(HeapConfig {
+            arena_bytes: 1 << 30,
+            checked: true,
+        });
+        let l = Layout::from_size_align(64, 8).unwrap();
+        let _ = heap.alloc(l);
+        let mut x = [0u8; 64];
+        // SAFETY: deliberately wrong: the checked heap must abort here.
+        unsafe { heap.dealloc(x.as_mut_ptr(), l) };
+        unreachable!("the checked heap did not abort");
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "checked_mode_reports_and_aborts", "--nocapture"])
+        .env("VV_CHILD", "1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("vvmalloc: free of a pointer this heap never returned (address 0x"),
+        "{err}"
+    );
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Alloc { size: usize, align_log: u32 },
+    Free(usize),
+    Realloc(usize, usize),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let size = prop_oneof![
+        6 => 1usize..512,
+        3 => 512usize..20_000,
+        2 => 20_000usize..600_000,
+        1 => HUGE_MIN..HUGE_MIN + 100_000,
+    ];
+    prop_oneof![
+        4 => (size.clone(), 0u32..13).prop_map(|(size, align_log)| Op::Alloc { size, align_log }),
+        3 => any::<usize>().prop_map(Op::Free),
+        2 => (any::<usize>(), size).prop_map(|(i, s)| Op::Realloc(i, s)),
+    ]
+}
+
+/// Random alloc/free/realloc sequences: blocks never overlap, are aligned,
+/// keep their bytes until freed, and `realloc` keeps the contents.
+fn run_ops<I: FreeIndex>(ops: &[Op], use_local: bool) -> Result<(), TestCaseError> {
+    let heap: Heap<I> = small_heap();
+    let local = heap.local();
+    let alloc = |l: Layout| {
+        if use_local {
+            local.alloc(l)
+        } else {
+            heap.alloc(l)
+        }
+    };
+    let mut live: BTreeMap<usize, (Layout, u8)> = BTreeMap::new();
+    let overlaps = |live: &BTreeMap<usize, (Layout, u8)>, p: usize, n: usize| {
+        live.range(..p + n.max(1))
+            .next_back()
+            .is_some_and(|(&q, &(l, _))| q + l.size().max(1) > p)
+    };
+    for (seed, op) in ops.iter().enumerate() {
+        let seed = seed as u8;
+        match *op {
+            Op::Alloc { size, align_log } => {
+                let l = Layout::from_size_align(size, 1 << align_log).unwrap();
+                let p = alloc(l);
+                prop_assert!(!p.is_null());
+                prop_assert_eq!(p as usize % l.align(), 0);
+                prop_assert!(!overlaps(&live, p as usize, size), "overlap at {:p}", p);
+                fill(p, size.min(2048), seed);
+                live.insert(p as usize, (l, seed));
+            }
+            Op::Free(i) | Op::Realloc(i, _) if live.is_empty() => {
+                let _ = i;
+            }
+            Op::Free(i) => {
+                let (&p, &(l, s)) = live.iter().nth(i % live.len()).unwrap();
+                prop_assert!(
+                    check(p as *const u8, l.size().min(2048), s),
+                    "bytes changed"
+                );
+                live.remove(&p);
+                // SAFETY: a live block of this heap with layout `l`.
+                unsafe {
+                    if use_local {
+                        local.dealloc(p as *mut u8, l)
+                    } else {
+                        heap.dealloc(p as *mut u8, l)
+                    }
+                }
+            }
+            Op::Realloc(i, new) => {
+                let (&p, &(l, s)) = live.iter().nth(i % live.len()).unwrap();
+                live.remove(&p);
+                // SAFETY: as above.
+                let q = unsafe {
+                    if use_local {
+                        local.realloc(p as *mut u8, l, new)
+                    } else {
+                        heap.realloc(p as *mut u8, l, new)
+                    }
+                };
+                prop_assert!(!q.is_null());
+                prop_assert_eq!(q as usize % l.align(), 0);
+                prop_assert!(
+                    check(q, l.size().min(new).min(2048), s),
+                    "realloc lost bytes"
+                );
+                prop_assert!(!overlaps(&live, q as usize, new));
+                fill(q, new.min(2048), seed);
+                live.insert(
+                    q as usize,
+                    (Layout::from_size_align(new, l.align()).unwrap(), seed),
+                );
+            }
+        }
+    }
+    for (p, (l, s)) in live {
+        prop_assert!(check(p as *const u8, l.size().min(2048), s));
+        // SAFETY: as above.
+        unsafe { heap.dealloc(p as *mut u8, l) };
+    }
+    drop(local);
+    let st = heap.stats();
+    prop_assert_eq!(st.misuse, 0);
+    prop_assert_eq!(st.requested_bytes, 0);
+    prop_assert_eq!(st.in_use_bytes, 0, "{:?}", st);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: if cfg!(miri) { 2 } else { 48 }, ..ProptestConfig::default() })]
+
+    #[test]
+    fn prop_skip_index(ops in prop::collection::vec(op(), 1..150), local: bool) {
+        run_ops::<SkipIndex>(&ops, local)?;
+    }
+
+    #[test]
+    fn prop_list_index(ops in prop::collection::vec(op(), 1..150), local: bool) {
+        run_ops::<ListIndex>(&ops, local)?;
+    }
+
+    #[test]
+    fn prop_btree_index(ops in prop::collection::vec(op(), 1..150), local: bool) {
+        run_ops::<BTreeIndex>(&ops, local)?;
+    }
+}
