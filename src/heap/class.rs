@@ -20,7 +20,7 @@
 //! 14 336-byte class), under 2% for classes up to 1 KiB.
 
 /// Bytes of a span: the unit the small heap carves into blocks of one class.
-pub(crate) const SPAN: usize = 64 * 1024;
+pub const SPAN: usize = 64 * 1024;
 
 /// The largest small size.
 pub const SMALL_MAX: usize = 16 * 1024;

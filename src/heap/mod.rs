@@ -85,7 +85,7 @@ mod stats;
 #[cfg(not(loom))]
 mod global;
 
-pub use class::{CLASSES, CLASS_SIZES, SMALL_MAX};
+pub use class::{CLASSES, CLASS_SIZES, SMALL_MAX, SPAN};
 pub use core_heap::{Heap, HeapConfig, HUGE_MIN};
 pub use index::{BTreeIndex, FreeIndex, ListIndex, SkipIndex};
 pub use local::LocalHeap;
