@@ -81,6 +81,20 @@ pub(crate) fn class_of(size: usize, align: usize) -> Option<usize> {
     }
 }
 
+/// `ceil(2^32 / size)` per class: `off * R >> 32 == off / size` exactly for
+/// every `off < 2^16` (the error `off / 2^32 < 2^-16` never crosses an
+/// integer since `size < 2^16`); the free path's check that a pointer is at
+/// a block start costs a multiplication, not a division.
+pub(crate) const RECIPROCALS: [u32; CLASSES] = {
+    let mut r = [0u32; CLASSES];
+    let mut i = 0;
+    while i < CLASSES {
+        r[i] = (1u64 << 32).div_ceil(CLASS_SIZES[i] as u64) as u32;
+        i += 1;
+    }
+    r
+};
+
 /// How many blocks a span of class `c` holds.
 #[inline]
 pub(crate) const fn blocks_per_span(c: usize) -> usize {
@@ -132,6 +146,16 @@ mod tests {
         }
         assert_eq!(class_of(0, 1), Some(0));
         assert_eq!(class_of(SMALL_MAX + 1, 1), None);
+    }
+
+    #[test]
+    fn reciprocals_divide_exactly_within_a_span() {
+        for (c, &size) in CLASS_SIZES.iter().enumerate() {
+            for off in 0..SPAN {
+                let q = ((off as u64 * RECIPROCALS[c] as u64) >> 32) as usize;
+                assert_eq!(q, off / size as usize, "class {size}, offset {off}");
+            }
+        }
     }
 
     #[test]

@@ -15,13 +15,19 @@ use crate::sync::plain::{AtomicBool, AtomicIsize, AtomicPtr, AtomicU32, AtomicUs
 use crate::sync::{Ordering, UnsafeCell};
 
 /// Requests of this many bytes or more get a mapping of their own.
-pub const HUGE_MIN: usize = 4 << 20;
+pub const HUGE_MIN: usize = 16 << 20;
 /// The large heap takes address space from the arena in regions this large.
-const LARGE_REGION: usize = 16 << 20;
-/// A free large run keeps this much of its start resident.
-const KEEP_DIRTY: usize = 4 << 20;
+const LARGE_REGION: usize = 64 << 20;
+/// The large heap's free runs are purged (their pages given back) when at
+/// least this many bytes were freed since the last purge and the free runs
+/// add up to more than this plus four times the large bytes in use.
+const LARGE_PURGE_MIN: usize = 64 << 20;
+/// A purge gives back only runs at least this long: long free runs are the
+/// cold ones (a region's untouched tail, or what many frees coalesced into),
+/// while the short ones are the holes that best fit keeps reusing.
+const PURGE_RUN_MIN: usize = 8 << 20;
 /// A class's central heap is scavenged only above this many free bytes.
-const SCAVENGE_MIN: usize = 4 << 20;
+const SCAVENGE_MIN: usize = 32 << 20;
 
 const KIND_FREE: u32 = 0;
 const KIND_LARGE: u32 = 0x100;
@@ -112,6 +118,8 @@ pub(crate) struct Core {
     /// arena is reserved.
     data: AtomicPtr<u8>,
     arena_bytes: usize,
+    /// Bytes of the side table in front of the arena's data.
+    table_bytes: usize,
     /// Bytes of the arena handed out to spans and large regions so far.
     bump: AtomicUsize,
     checked: AtomicBool,
@@ -131,6 +139,9 @@ pub(crate) struct Core {
     pub(crate) requested: AtomicIsize,
     large_in_use: AtomicUsize,
     large_free: AtomicUsize,
+    large_freed_since_purge: AtomicUsize,
+    last_purge_ms: AtomicUsize,
+    last_scavenge_ms: AtomicUsize,
     huge_blocks: AtomicUsize,
     huge_bytes: AtomicUsize,
     spans_released: AtomicUsize,
@@ -184,6 +195,7 @@ macro_rules! core_new {
         Self {
             data: AtomicPtr::new(ptr::null_mut()),
             arena_bytes,
+            table_bytes: (arena_bytes / SPAN * size_of::<SpanMeta>()).next_multiple_of(SPAN),
             bump: AtomicUsize::new(0),
             checked: AtomicBool::new(config.checked),
             checked_from_env: false,
@@ -198,6 +210,9 @@ macro_rules! core_new {
             requested: AtomicIsize::new(0),
             large_in_use: AtomicUsize::new(0),
             large_free: AtomicUsize::new(0),
+            large_freed_since_purge: AtomicUsize::new(0),
+            last_purge_ms: AtomicUsize::new(0),
+            last_scavenge_ms: AtomicUsize::new(0),
             huge_blocks: AtomicUsize::new(0),
             huge_bytes: AtomicUsize::new(0),
             spans_released: AtomicUsize::new(0),
@@ -226,8 +241,9 @@ impl Core {
         )
     }
 
+    #[inline]
     fn table_bytes(&self) -> usize {
-        (self.arena_bytes / SPAN * size_of::<SpanMeta>()).next_multiple_of(SPAN)
+        self.table_bytes
     }
 
     /// Consumes one injected OS failure, if any is pending.
@@ -549,11 +565,28 @@ impl Core {
     }
 
     /// Adds a cache's net allocation counts to the statistics.
-    pub(crate) fn flush_counts(&self, c: usize, net: isize) {
+    pub(crate) fn flush_counts(&self, c: usize, net: isize, requested: isize) {
         if net != 0 {
             // Relaxed: a statistic.
             self.in_use_blocks[c].fetch_add(net, Ordering::Relaxed);
         }
+        if requested != 0 {
+            // Relaxed: a statistic.
+            self.requested.fetch_add(requested, Ordering::Relaxed);
+        }
+    }
+
+    /// `true` at most once per `DECAY_MS` for the clock `last` (a
+    /// millisecond timestamp): the purges that give memory back run only
+    /// when their trigger has held for a while, not every time it holds.
+    fn rate_limit(&self, last: &AtomicUsize) -> bool {
+        let now = now_ms();
+        // Relaxed: a heuristic; two threads passing at once is harmless
+        // (the scavenger flag serialises the work).
+        let prev = last.load(Ordering::Relaxed);
+        now.wrapping_sub(prev) >= DECAY_MS
+            // Relaxed: as above.
+            && last.compare_exchange(prev, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
     }
 
     fn maybe_scavenge(&self, c: usize) {
@@ -562,7 +595,7 @@ impl Core {
         let free = self.central_blocks[c].load(Ordering::Relaxed) * size;
         // Relaxed: as above.
         let kept = self.scavenge_kept[c].load(Ordering::Relaxed);
-        if free > SCAVENGE_MIN && free > 2 * kept {
+        if free > SCAVENGE_MIN && free > 2 * kept && self.rate_limit(&self.last_scavenge_ms) {
             self.scavenge(c);
         }
     }
@@ -690,16 +723,24 @@ impl Core {
         released
     }
 
-    fn small_class_at(&self, data: *mut u8, p: *mut u8) -> Result<usize, &'static str> {
-        let unit = Core::unit_of(data, p);
-        // Relaxed: see `SpanMeta::kind`.
-        let kind = self.meta(data, unit).kind.load(Ordering::Relaxed);
+    /// The class of the small block at `p` in the span `unit` of kind
+    /// `kind`, or what is wrong with `p`.
+    #[inline]
+    fn small_class_at(
+        data: *mut u8,
+        unit: usize,
+        kind: u32,
+        p: *mut u8,
+    ) -> Result<usize, &'static str> {
         match kind {
             1..=36 => {
                 let c = kind as usize - 1;
                 let off = p as usize - (data as usize + unit * SPAN);
                 let size = CLASS_SIZES[c] as usize;
-                if off % size != 0 || off / size >= blocks_per_span(c) {
+                // off / size by multiplication (exact for off < 2^16 and
+                // size < 2^16; see `class::RECIPROCALS`).
+                let q = ((off as u64 * class::RECIPROCALS[c] as u64) >> 32) as usize;
+                if q * size != off || q >= blocks_per_span(c) {
                     Err("free of a pointer inside a small block (not its start)")
                 } else {
                     Ok(c)
@@ -779,6 +820,21 @@ impl Core {
         // Relaxed: as above.
         self.huge_bytes.fetch_sub(n, Ordering::Relaxed);
     }
+}
+
+/// Memory is given back at most once per this many milliseconds by each of
+/// the automatic triggers (small scavenging, large purging).
+const DECAY_MS: usize = 1000;
+
+/// A coarse monotonic clock in milliseconds (no allocation, a vDSO call).
+fn now_ms() -> usize {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as usize * 1000 + ts.tv_nsec as usize / 1_000_000
 }
 
 /// Writes `vvmalloc: <what> (address 0x...)` to stderr without allocating,
@@ -927,7 +983,7 @@ impl<I: FreeIndex> Heap<I> {
         for c in 0..CLASSES {
             released += self.core.scavenge(c);
         }
-        released + self.trim_large()
+        released + self.trim_large(PAGE)
     }
 
     /// The heap's statistics: cheap counters, plus one `mincore` walk of the
@@ -988,7 +1044,15 @@ impl<I: FreeIndex> Heap<I> {
         let align = layout.align();
         let p = if let Some(c) = class::class_of(size, align) {
             match bins {
-                Some(b) => b.alloc(&self.core, c),
+                Some(b) => {
+                    // The cache counts the requested bytes itself (no atomic
+                    // read-modify-write on the fast path).
+                    let p = b.alloc(&self.core, c);
+                    if !p.is_null() {
+                        b.requested += layout.size() as isize;
+                    }
+                    return p;
+                }
                 None => self.core.alloc_small_shared(c),
             }
         } else if size >= HUGE_MIN {
@@ -1021,26 +1085,35 @@ impl<I: FreeIndex> Heap<I> {
     #[inline]
     pub(crate) unsafe fn dealloc_in(&self, bins: Option<&mut Bins>, p: *mut u8, layout: Layout) {
         let core = &self.core;
-        // Relaxed: a statistic.
-        core.requested
-            .fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        let size = layout.size() as isize;
         if let Some(data) = core.arena_of(p) {
             let unit = Core::unit_of(data, p);
             // Relaxed: see `SpanMeta::kind`.
             let kind = core.meta(data, unit).kind.load(Ordering::Relaxed);
             if kind == KIND_LARGE {
+                // Relaxed: a statistic.
+                core.requested.fetch_sub(size, Ordering::Relaxed);
                 // SAFETY: the caller's contract.
                 unsafe { self.dealloc_large(p, layout.size()) };
                 return;
             }
-            match core.small_class_at(data, p) {
+            match Core::small_class_at(data, unit, kind, p) {
                 Ok(c) => match bins {
-                    Some(b) => b.dealloc(core, c, p),
-                    None => core.dealloc_small_shared(c, p),
+                    Some(b) => {
+                        b.requested -= size;
+                        b.dealloc(core, c, p);
+                    }
+                    None => {
+                        // Relaxed: a statistic.
+                        core.requested.fetch_sub(size, Ordering::Relaxed);
+                        core.dealloc_small_shared(c, p);
+                    }
                 },
                 Err(what) => core.misuse(what, p),
             }
         } else if layout.size() >= HUGE_MIN {
+            // Relaxed: a statistic.
+            core.requested.fetch_sub(size, Ordering::Relaxed);
             // SAFETY: the caller's contract: a huge block of ours.
             unsafe { core.dealloc_huge(p, layout.size()) };
         } else if !p.is_null() {
@@ -1071,8 +1144,11 @@ impl<I: FreeIndex> Heap<I> {
                 let cs = CLASS_SIZES[kind as usize - 1] as usize;
                 let same = class::class_of(new_size.max(1), layout.align());
                 if new_size <= cs && (same == Some(kind as usize - 1) || new_size * 2 > cs) {
-                    // Relaxed: a statistic.
-                    core.requested.fetch_add(delta, Ordering::Relaxed);
+                    match bins {
+                        Some(b) => b.requested += delta,
+                        // Relaxed: a statistic.
+                        None => _ = core.requested.fetch_add(delta, Ordering::Relaxed),
+                    }
                     return p;
                 }
             } else if kind == KIND_LARGE
@@ -1169,7 +1245,7 @@ impl<I: FreeIndex> Heap<I> {
     }
 
     /// Records the free run `[addr, addr + size)`, coalesced with free
-    /// neighbours, keeping at most `KEEP_DIRTY` of it resident.
+    /// neighbours; purges the free runs when there are too many free bytes.
     fn free_run(&self, data: *mut u8, mut addr: usize, mut size: usize) {
         let core = &self.core;
         if let Some(rs) = self.index.find_at(addr + size) {
@@ -1187,13 +1263,44 @@ impl<I: FreeIndex> Heap<I> {
                 size += ls;
             }
         }
-        if size > KEEP_DIRTY {
-            // SAFETY: the run is free and ours until inserted below.
-            unsafe { os::release(data.with_addr(addr + KEEP_DIRTY), size - KEEP_DIRTY) };
-        }
-        // Relaxed: a statistic.
-        core.large_free.fetch_add(size, Ordering::Relaxed);
+        let _ = data;
+        // Relaxed: a statistic, and the purge's trigger.
+        let free = core.large_free.fetch_add(size, Ordering::Relaxed) + size;
         self.index.insert(addr, size);
+        // Relaxed: a heuristic trigger.
+        let freed = core
+            .large_freed_since_purge
+            .fetch_add(size, Ordering::Relaxed)
+            + size;
+        if freed > LARGE_PURGE_MIN
+            // Relaxed: as above.
+            && free > LARGE_PURGE_MIN + 4 * core.large_in_use.load(Ordering::Relaxed)
+            && core.rate_limit(&core.last_purge_ms)
+        {
+            self.purge_large();
+        }
+    }
+
+    /// Gives back the pages of every long free large run (`PURGE_RUN_MIN`),
+    /// unless another purge or scavenge is running. The trigger
+    /// (`LARGE_PURGE_MIN`) purges a heap that is mostly free, and at most
+    /// once per 64 MiB freed, so a program that reuses its large blocks does
+    /// not fault them in again and again.
+    #[cold]
+    fn purge_large(&self) {
+        let core = &self.core;
+        // Acquire/Release: the scavenger's flag, as in `Core::scavenge`.
+        if core
+            .scavenging
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            // Relaxed: a heuristic trigger.
+            core.large_freed_since_purge.store(0, Ordering::Relaxed);
+            self.trim_large(PURGE_RUN_MIN);
+            // Release: as in `Core::scavenge`.
+            core.scavenging.store(false, Ordering::Release);
+        }
     }
 
     /// # Safety
@@ -1255,9 +1362,9 @@ impl<I: FreeIndex> Heap<I> {
         }
     }
 
-    /// Releases the pages of every free large run (except one page each for
-    /// the duration of the walk). Returns the bytes released.
-    fn trim_large(&self) -> usize {
+    /// Releases the pages of every free large run of at least `min_run`
+    /// bytes. Returns the bytes released.
+    fn trim_large(&self, min_run: usize) -> usize {
         let core = &self.core;
         // Acquire: as in `Core::arena`.
         let data = core.data.load(Ordering::Acquire);
@@ -1267,7 +1374,7 @@ impl<I: FreeIndex> Heap<I> {
         // Claim every run, chaining them through their first pages.
         let mut chain: *mut u8 = ptr::null_mut();
         let mut released = 0;
-        while let Some((a, s)) = self.index.take_fit(PAGE) {
+        while let Some((a, s)) = self.index.take_fit(min_run) {
             // Relaxed: a statistic.
             core.large_free.fetch_sub(s, Ordering::Relaxed);
             let p = data.with_addr(a);

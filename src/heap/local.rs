@@ -25,6 +25,9 @@ struct Bin {
 /// state (one CAS per batch).
 pub(crate) struct Bins {
     bins: [Bin; CLASSES],
+    /// Bytes requested minus bytes freed through this cache since the last
+    /// flush to the heap's statistics.
+    pub(crate) requested: isize,
 }
 
 impl Bins {
@@ -35,6 +38,7 @@ impl Bins {
                 len: 0,
                 net: 0,
             }; CLASSES],
+            requested: 0,
         }
     }
 
@@ -46,8 +50,9 @@ impl Bins {
                 Some((head, n)) => {
                     bin.head = head;
                     bin.len = n as u32;
-                    core.flush_counts(c, bin.net as isize);
+                    core.flush_counts(c, bin.net as isize, self.requested);
                     bin.net = 0;
+                    self.requested = 0;
                 }
                 None => return ptr::null_mut(),
             }
@@ -101,8 +106,9 @@ impl Bins {
             // SAFETY: re-attach the chain.
             unsafe { last.cast::<*mut u8>().write(rest) };
         }
-        core.flush_counts(c, bin.net as isize);
+        core.flush_counts(c, bin.net as isize, self.requested);
         bin.net = 0;
+        self.requested = 0;
     }
 
     /// Hands every cached block back to the central heaps.
@@ -110,8 +116,9 @@ impl Bins {
         for c in 0..CLASSES {
             let len = self.bins[c].len as usize;
             self.spill(core, c, len);
-            core.flush_counts(c, self.bins[c].net as isize);
+            core.flush_counts(c, self.bins[c].net as isize, self.requested);
             self.bins[c].net = 0;
+            self.requested = 0;
         }
     }
 }

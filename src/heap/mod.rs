@@ -11,8 +11,8 @@
 //!   read-modify-write. Caches exchange *batches* of blocks with a central
 //!   heap per class, an [`IntrusiveStack`] of batch descriptors (one CAS per
 //!   batch).
-//! - **Large** (up to [`HUGE_MIN`], 4 MiB): page-granular blocks carved from
-//!   16 MiB regions of the arena, found in a pluggable [`FreeIndex`] (best fit
+//! - **Large** (up to [`HUGE_MIN`], 16 MiB): page-granular blocks carved from
+//!   64 MiB regions of the arena, found in a pluggable [`FreeIndex`] (best fit
 //!   in a skip list by default), split on allocation and coalesced with free
 //!   neighbours on free.
 //! - **Huge** (from [`HUGE_MIN`]): a mapping of its own; `realloc` uses
@@ -23,11 +23,14 @@
 //! - A span whose blocks are all free in the central heap is released
 //!   (`madvise(MADV_DONTNEED)`) and reused by any class. The *scavenger* that
 //!   finds such spans runs when a class's central heap holds more than
-//!   4 MiB and twice what it kept after its previous run (so it does not
-//!   thrash when the memory is in real use), and on [`Heap::trim`].
-//! - A free large run keeps its first 4 MiB resident (the part the next
-//!   allocation takes from) and gives the rest back at once; [`Heap::trim`]
-//!   gives back all of it.
+//!   32 MiB and twice what it kept after its previous run (so it does not
+//!   thrash when the memory is in real use), at most once a second, and on
+//!   [`Heap::trim`].
+//! - The long (8 MiB and more) free large runs are *purged* (their pages
+//!   given back) when the free runs add up to more than 64 MiB plus four
+//!   times the large bytes in use, at most once per 64 MiB freed and once a
+//!   second, so a program that reuses its large blocks does not
+//!   fault them in again and again; [`Heap::trim`] purges them all.
 //! - A huge block is unmapped when freed.
 //!
 //! # Cross-thread frees
