@@ -13,7 +13,7 @@
 //!
 //! `cargo run --release --example alloc_demo` (about 30 seconds on 2 cores);
 //! `-- --quick` runs a tenth of the operations; `-- --only mixed` (or
-//! `small`, `producer`) runs one workload.
+//! `small`, `producer`, `realloc`) runs one workload.
 
 fn main() {
     #[cfg(not(loom))]
@@ -22,241 +22,31 @@ fn main() {
     eprintln!("alloc_demo runs on a normal build (without --cfg loom)");
 }
 
+/// The workloads, shared with `benches/alloc.rs`.
+#[cfg(not(loom))]
+#[path = "../benches/workloads/mod.rs"]
+mod workloads;
+
 /// The demo proper (the loom build of the crate has no `VvMalloc`).
 #[cfg(not(loom))]
 mod demo {
-    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::alloc::{GlobalAlloc, System};
     use std::io::{IsTerminal, Write};
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    use std::sync::Barrier;
     use std::thread;
-    use std::time::{Duration, Instant};
+    use std::time::Instant;
 
-    use crossbeam_queue::ArrayQueue;
     use vvmalloc::VvMalloc;
+
+    use crate::workloads::{self, rss, Workload};
 
     #[global_allocator]
     static GLOBAL: VvMalloc = VvMalloc::new();
-
-    /// Progress of the running workload, in operations.
-    static DONE: AtomicUsize = AtomicUsize::new(0);
-    /// Bytes the workload holds live, updated in batches; and its peak.
-    static LIVE: AtomicUsize = AtomicUsize::new(0);
-    static PEAK_LIVE: AtomicUsize = AtomicUsize::new(0);
-
-    /// A thread's view of the shared counters, flushed every few operations so
-    /// that the counting does not dominate what is measured.
-    struct Counter {
-        ops: usize,
-        live: isize,
-    }
-
-    impl Counter {
-        fn new() -> Self {
-            Self { ops: 0, live: 0 }
-        }
-
-        #[inline]
-        fn op(&mut self, live_delta: isize) {
-            self.ops += 1;
-            self.live += live_delta;
-            if self.ops == 1024 {
-                self.flush();
-            }
-        }
-
-        fn flush(&mut self) {
-            DONE.fetch_add(self.ops, Ordering::Relaxed);
-            let now = if self.live >= 0 {
-                LIVE.fetch_add(self.live as usize, Ordering::Relaxed) + self.live as usize
-            } else {
-                LIVE.fetch_sub((-self.live) as usize, Ordering::Relaxed) - (-self.live) as usize
-            };
-            PEAK_LIVE.fetch_max(now, Ordering::Relaxed);
-            self.ops = 0;
-            self.live = 0;
-        }
-    }
-
-    impl Drop for Counter {
-        fn drop(&mut self) {
-            self.flush();
-        }
-    }
-
-    /// A xorshift generator: the same seed gives both allocators the same
-    /// operations.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
-
-    /// Writes one byte per page of the block (and its last byte), as a program
-    /// using the memory would, so that resident memory means something.
-    fn touch(p: *mut u8, size: usize) {
-        for off in (0..size).step_by(4096) {
-            // SAFETY: `p` is a live block of `size` bytes.
-            unsafe { p.add(off).write(1) };
-        }
-        // SAFETY: as above.
-        unsafe { p.add(size - 1).write(2) };
-    }
-
-    /// Small-object churn: each thread holds up to 16384 blocks of 16–512 bytes
-    /// and frees or allocates one at random.
-    fn churn(a: &dyn GlobalAlloc, seed: u64, ops: usize) {
-        let mut rng = Rng(seed);
-        let mut slots: Vec<(*mut u8, usize)> = vec![(std::ptr::null_mut(), 0); 16384];
-        let mut c = Counter::new();
-        for _ in 0..ops {
-            let i = rng.below(slots.len() as u64) as usize;
-            let (p, size) = slots[i];
-            if p.is_null() {
-                let size = 16 + rng.below(497) as usize;
-                // SAFETY: non-zero size.
-                let p = unsafe { a.alloc(Layout::from_size_align(size, 8).unwrap()) };
-                assert!(!p.is_null(), "out of memory");
-                touch(p, size);
-                slots[i] = (p, size);
-                c.op(size as isize);
-            } else {
-                // SAFETY: allocated above with this layout.
-                unsafe { a.dealloc(p, Layout::from_size_align(size, 8).unwrap()) };
-                slots[i].0 = std::ptr::null_mut();
-                c.op(-(size as isize));
-            }
-        }
-        for (p, size) in slots {
-            if !p.is_null() {
-                // SAFETY: as above.
-                unsafe { a.dealloc(p, Layout::from_size_align(size, 8).unwrap()) };
-                c.op(-(size as isize));
-            }
-        }
-    }
-
-    /// Producer/consumer: one thread allocates 64–256-byte blocks and passes
-    /// them through a bounded queue to another, which frees them: every block
-    /// is freed by a thread other than its allocator's.
-    fn producer(a: &dyn GlobalAlloc, q: &ArrayQueue<(usize, usize)>, seed: u64, ops: usize) {
-        let mut rng = Rng(seed);
-        let mut c = Counter::new();
-        for _ in 0..ops {
-            let size = 64 + rng.below(193) as usize;
-            // SAFETY: non-zero size.
-            let p = unsafe { a.alloc(Layout::from_size_align(size, 8).unwrap()) };
-            assert!(!p.is_null(), "out of memory");
-            touch(p, size);
-            c.op(size as isize);
-            let mut item = (p as usize, size);
-            while let Err(back) = q.push(item) {
-                item = back;
-                std::hint::spin_loop();
-            }
-        }
-    }
-
-    fn consumer(a: &dyn GlobalAlloc, q: &ArrayQueue<(usize, usize)>, done: &AtomicBool) {
-        let mut c = Counter::new();
-        loop {
-            match q.pop() {
-                Some((p, size)) => {
-                    // SAFETY: allocated by the producer with this layout.
-                    unsafe { a.dealloc(p as *mut u8, Layout::from_size_align(size, 8).unwrap()) };
-                    c.op(-(size as isize));
-                }
-                None if done.load(Ordering::Acquire) && q.is_empty() => return,
-                None => std::hint::spin_loop(),
-            }
-        }
-    }
-
-    /// Mixed sizes: mostly small, some medium, a few large (64 KiB–1 MiB) and
-    /// rare huge (4–8 MiB) blocks, 512 held per thread, with `realloc` growth.
-    fn mixed(a: &dyn GlobalAlloc, seed: u64, ops: usize) {
-        let mut rng = Rng(seed);
-        let mut slots: Vec<(*mut u8, usize)> = vec![(std::ptr::null_mut(), 0); 512];
-        let mut c = Counter::new();
-        for _ in 0..ops {
-            let i = rng.below(slots.len() as u64) as usize;
-            let (p, size) = slots[i];
-            let r = rng.below(1000);
-            if p.is_null() {
-                let size = match r {
-                    0..=899 => 16 + rng.below(1009),
-                    900..=979 => 1024 + rng.below(63 * 1024),
-                    980..=998 => (64 << 10) + rng.below(960 << 10),
-                    _ => (4 << 20) + rng.below(4 << 20),
-                } as usize;
-                // SAFETY: non-zero size.
-                let p = unsafe { a.alloc(Layout::from_size_align(size, 16).unwrap()) };
-                assert!(!p.is_null(), "out of memory");
-                touch(p, size);
-                slots[i] = (p, size);
-                c.op(size as isize);
-            } else if r < 100 && size < (1 << 20) {
-                let new = size + size / 2 + 8;
-                // SAFETY: allocated above with this layout.
-                let q = unsafe { a.realloc(p, Layout::from_size_align(size, 16).unwrap(), new) };
-                assert!(!q.is_null(), "out of memory");
-                touch(q, new);
-                slots[i] = (q, new);
-                c.op((new - size) as isize);
-            } else {
-                // SAFETY: as above.
-                unsafe { a.dealloc(p, Layout::from_size_align(size, 16).unwrap()) };
-                slots[i].0 = std::ptr::null_mut();
-                c.op(-(size as isize));
-            }
-        }
-        for (p, size) in slots {
-            if !p.is_null() {
-                // SAFETY: as above.
-                unsafe { a.dealloc(p, Layout::from_size_align(size, 16).unwrap()) };
-                c.op(-(size as isize));
-            }
-        }
-    }
-
-    #[derive(Clone, Copy, PartialEq)]
-    enum Workload {
-        Churn,
-        ProducerConsumer,
-        Mixed,
-    }
-
-    impl Workload {
-        fn name(self) -> &'static str {
-            match self {
-                Workload::Churn => "small-object churn",
-                Workload::ProducerConsumer => "producer/consumer",
-                Workload::Mixed => "mixed sizes + large",
-            }
-        }
-    }
 
     struct Outcome {
         secs: f64,
         ops: usize,
         peak_rss: usize,
         peak_live: usize,
-    }
-
-    fn rss() -> usize {
-        std::fs::read_to_string("/proc/self/statm")
-            .ok()
-            .and_then(|s| s.split_whitespace().nth(1)?.parse::<usize>().ok())
-            .map_or(0, |pages| pages * 4096)
     }
 
     /// Gives both allocators' free memory back, so that each run starts from
@@ -276,57 +66,18 @@ mod demo {
         bar: &mut Bar,
     ) -> Outcome {
         settle();
-        DONE.store(0, Ordering::SeqCst);
-        LIVE.store(0, Ordering::SeqCst);
-        PEAK_LIVE.store(0, Ordering::SeqCst);
         let base = rss();
-        let total = threads * ops;
-        let start_line = Barrier::new(threads + 1);
-        let queues: Vec<ArrayQueue<(usize, usize)>> =
-            (0..threads / 2).map(|_| ArrayQueue::new(16384)).collect();
         let mut peak = base;
-        let mut secs = 0.0;
-        let producers_done: Vec<AtomicBool> =
-            (0..threads / 2).map(|_| AtomicBool::new(false)).collect();
-        let producers_done = &producers_done;
-        thread::scope(|s| {
-            let mut hs = Vec::new();
-            for t in 0..threads {
-                let (start_line, queues) = (&start_line, &queues);
-                hs.push(s.spawn(move || {
-                    start_line.wait();
-                    let seed = 0x9e37_79b9_7f4a_7c15 ^ ((t as u64 + 1) * 0x1234_5678);
-                    match w {
-                        Workload::Churn => churn(a, seed, ops),
-                        Workload::Mixed => mixed(a, seed, ops),
-                        Workload::ProducerConsumer if t % 2 == 0 => {
-                            producer(a, &queues[t / 2], seed, ops);
-                            producers_done[t / 2].store(true, Ordering::Release);
-                        }
-                        Workload::ProducerConsumer => {
-                            consumer(a, &queues[t / 2], &producers_done[t / 2])
-                        }
-                    }
-                }));
-            }
-            start_line.wait();
-            let t0 = Instant::now();
-            while !hs.iter().all(|h| h.is_finished()) {
-                thread::sleep(Duration::from_millis(20));
-                peak = peak.max(rss());
-                bar.draw(name, DONE.load(Ordering::Relaxed) as f64 / total as f64);
-            }
-            secs = t0.elapsed().as_secs_f64();
-            for h in hs {
-                h.join().unwrap();
-            }
+        let o = workloads::run(w, a, threads, ops, |frac| {
+            peak = peak.max(rss());
+            bar.draw(name, frac);
         });
         peak = peak.max(rss());
         Outcome {
-            secs,
-            ops: DONE.load(Ordering::SeqCst),
+            secs: o.secs,
+            ops: o.ops,
             peak_rss: peak.saturating_sub(base),
-            peak_live: PEAK_LIVE.load(Ordering::SeqCst),
+            peak_live: o.peak_live,
         }
     }
 
@@ -387,6 +138,7 @@ mod demo {
             (Workload::Churn, 20_000_000 / scale),
             (Workload::ProducerConsumer, 10_000_000 / scale),
             (Workload::Mixed, 2_000_000 / scale),
+            (Workload::ReallocGrowth, 3_000_000 / scale),
         ];
         static VV: VvMalloc = VvMalloc::new();
         let allocators: [(&str, &'static (dyn GlobalAlloc + Sync)); 2] =

@@ -52,9 +52,7 @@ pub mod skiplist;
 pub mod stack;
 mod sync;
 
-pub use heap::Heap;
-#[cfg(not(loom))]
-pub use heap::VvMalloc;
+pub use heap::{Heap, VvMalloc};
 pub use intrusive::IntrusiveStack;
 pub use list::{List, ListSet};
 pub use skiplist::{SkipList, SkipSet};

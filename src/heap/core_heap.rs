@@ -112,6 +112,69 @@ unsafe fn set_next(p: *mut u8, next: *mut u8) {
     unsafe { p.cast::<*mut u8>().write(next) }
 }
 
+/// One size class's central heap and counters, on cache lines of its own
+/// (threads working on different classes do not share a line).
+#[repr(align(128))]
+struct ClassState {
+    /// Batches of free blocks.
+    central: IntrusiveStack,
+    /// Free blocks in `central`.
+    blocks: AtomicUsize,
+    /// Bytes the scavenger kept after its last run.
+    kept: AtomicUsize,
+    /// Blocks handed out and not freed (caches report in batches).
+    in_use: AtomicIsize,
+    /// Spans the class holds.
+    spans: AtomicUsize,
+    /// Bytes requested through the thread caches, minus bytes freed there.
+    requested: AtomicIsize,
+}
+
+impl ClassState {
+    #[cfg(not(loom))]
+    const fn new() -> Self {
+        Self {
+            central: IntrusiveStack::new(),
+            blocks: AtomicUsize::new(0),
+            kept: AtomicUsize::new(0),
+            in_use: AtomicIsize::new(0),
+            spans: AtomicUsize::new(0),
+            requested: AtomicIsize::new(0),
+        }
+    }
+
+    #[cfg(loom)]
+    fn new() -> Self {
+        Self {
+            central: IntrusiveStack::new(),
+            blocks: AtomicUsize::new(0),
+            kept: AtomicUsize::new(0),
+            in_use: AtomicIsize::new(0),
+            spans: AtomicUsize::new(0),
+            requested: AtomicIsize::new(0),
+        }
+    }
+}
+
+/// Spare batch descriptors a thread cache keeps, so that its exchanges with
+/// the central heaps do not all go through the shared descriptor pool.
+pub(crate) struct Spares {
+    head: *mut Link,
+    len: usize,
+}
+
+/// A thread cache keeps at most this many spare descriptors.
+const SPARES_MAX: usize = 8;
+
+impl Spares {
+    pub(crate) const fn new() -> Self {
+        Self {
+            head: ptr::null_mut(),
+            len: 0,
+        }
+    }
+}
+
 /// The state of a heap that does not depend on its free index.
 pub(crate) struct Core {
     /// Start of the arena's data (after the side table); null until the
@@ -126,11 +189,7 @@ pub(crate) struct Core {
     /// Whether `VVMALLOC_CHECKED=1` in the environment turns on the checked
     /// mode (read when the arena is reserved; the process heap only).
     checked_from_env: bool,
-    central: [IntrusiveStack; CLASSES],
-    central_blocks: [AtomicUsize; CLASSES],
-    scavenge_kept: [AtomicUsize; CLASSES],
-    in_use_blocks: [AtomicIsize; CLASSES],
-    spans: [AtomicUsize; CLASSES],
+    classes: [ClassState; CLASSES],
     /// Free batch descriptors.
     batches: IntrusiveStack,
     /// Released spans, ready for any class.
@@ -158,7 +217,7 @@ pub(crate) struct Core {
 /// path, each thread takes a [`LocalHeap`] with [`local`](Self::local).
 ///
 /// ```
-/// # if vvmalloc::LOOM_BUILD { return; }
+/// # if vvmalloc::LOOM_BUILD || cfg!(miri) { return; } // Miri has no mmap(PROT_NONE)
 /// use std::alloc::Layout;
 /// use vvmalloc::Heap;
 ///
@@ -199,11 +258,7 @@ macro_rules! core_new {
             bump: AtomicUsize::new(0),
             checked: AtomicBool::new(config.checked),
             checked_from_env: false,
-            central: $central,
-            central_blocks: [const { AtomicUsize::new(0) }; CLASSES],
-            scavenge_kept: [const { AtomicUsize::new(0) }; CLASSES],
-            in_use_blocks: [const { AtomicIsize::new(0) }; CLASSES],
-            spans: [const { AtomicUsize::new(0) }; CLASSES],
+            classes: $central,
             batches: $stack,
             free_spans: $stack,
             scavenging: AtomicBool::new(false),
@@ -227,7 +282,7 @@ impl Core {
     const fn new(config: HeapConfig) -> Self {
         core_new!(
             config,
-            [const { IntrusiveStack::new() }; CLASSES],
+            [const { ClassState::new() }; CLASSES],
             IntrusiveStack::new()
         )
     }
@@ -236,7 +291,7 @@ impl Core {
     fn new(config: HeapConfig) -> Self {
         core_new!(
             config,
-            core::array::from_fn(|_| IntrusiveStack::new()),
+            core::array::from_fn(|_| ClassState::new()),
             IntrusiveStack::new()
         )
     }
@@ -450,6 +505,40 @@ impl Core {
         NonNull::new(at(0))
     }
 
+    fn batch_take(&self, data: *mut u8, spares: Option<&mut Spares>) -> Option<NonNull<Batch>> {
+        if let Some(s) = spares {
+            if let Some(l) = NonNull::new(s.head) {
+                // SAFETY: the spares are owned by their cache.
+                s.head = unsafe { l.as_ref() }.next();
+                s.len -= 1;
+                return Some(l.cast());
+            }
+        }
+        self.batch_get(data)
+    }
+
+    fn batch_give(&self, b: NonNull<Batch>, spares: Option<&mut Spares>) {
+        match spares {
+            Some(s) if s.len < SPARES_MAX => {
+                // SAFETY: the caller owns `b`.
+                unsafe { b.as_ref() }.link.set_next(s.head);
+                s.head = b.cast().as_ptr();
+                s.len += 1;
+            }
+            _ => self.batch_put(b),
+        }
+    }
+
+    /// Gives a cache's spare descriptors back to the shared pool.
+    pub(crate) fn return_spares(&self, s: &mut Spares) {
+        while let Some(l) = NonNull::new(s.head) {
+            // SAFETY: the spares are owned by their cache.
+            s.head = unsafe { l.as_ref() }.next();
+            self.batch_put(l.cast());
+        }
+        s.len = 0;
+    }
+
     fn batch_put(&self, b: NonNull<Batch>) {
         // SAFETY: the caller owns `b`; batch records are type-stable.
         unsafe { self.batches.push(b.cast()) };
@@ -458,10 +547,22 @@ impl Core {
     /// Hands a chain of `count` free blocks of class `c` to the central
     /// heap; `false` if no batch descriptor could be had (out of memory).
     pub(crate) fn central_push(&self, c: usize, head: *mut u8, count: usize) -> bool {
+        self.central_push_with(c, head, count, None)
+    }
+
+    /// [`central_push`](Self::central_push) taking the descriptor from a
+    /// cache's spares first.
+    pub(crate) fn central_push_with(
+        &self,
+        c: usize,
+        head: *mut u8,
+        count: usize,
+        spares: Option<&mut Spares>,
+    ) -> bool {
         let Some(data) = self.arena() else {
             return false;
         };
-        let Some(b) = self.batch_get(data) else {
+        let Some(b) = self.batch_take(data, spares) else {
             return false;
         };
         // SAFETY: we own the batch until the push below publishes it.
@@ -470,36 +571,36 @@ impl Core {
             b.as_ref().count.with_mut(|p| *p = count);
         }
         // Relaxed: a statistic and the scavenger's trigger, no ordering.
-        self.central_blocks[c].fetch_add(count, Ordering::Relaxed);
+        self.classes[c].blocks.fetch_add(count, Ordering::Relaxed);
         // SAFETY: we own the batch; batch records are type-stable.
-        unsafe { self.central[c].push(b.cast()) };
+        unsafe { self.classes[c].central.push(b.cast()) };
         self.maybe_scavenge(c);
         true
     }
 
     /// Takes a batch of class `c` from the central heap: `(head, count)`.
-    fn central_pop(&self, c: usize) -> Option<(*mut u8, usize)> {
-        let b = self.central[c].pop()?.cast::<Batch>();
+    fn central_pop(&self, c: usize, spares: Option<&mut Spares>) -> Option<(*mut u8, usize)> {
+        let b = self.classes[c].central.pop()?.cast::<Batch>();
         // SAFETY: popping made the batch ours; its fields were written before
         // the Release CAS of its push, which our pop acquired.
         let (head, count) =
             unsafe { (b.as_ref().head.with(|p| *p), b.as_ref().count.with(|p| *p)) };
-        self.batch_put(b);
+        self.batch_give(b, spares);
         // Relaxed: as in `central_push`.
-        self.central_blocks[c].fetch_sub(count, Ordering::Relaxed);
+        self.classes[c].blocks.fetch_sub(count, Ordering::Relaxed);
         Some((head, count))
     }
 
     /// A chain of free blocks of class `c` for a cache: from the central
     /// heap, else a new span.
-    pub(crate) fn refill(&self, c: usize) -> Option<(*mut u8, usize)> {
-        if let Some(got) = self.central_pop(c) {
+    pub(crate) fn refill(&self, c: usize, spares: Option<&mut Spares>) -> Option<(*mut u8, usize)> {
+        if let Some(got) = self.central_pop(c, spares) {
             return Some(got);
         }
         let data = self.arena()?;
         let span = self.new_span(data, 1 + c as u32)?;
         // Relaxed: a statistic.
-        self.spans[c].fetch_add(1, Ordering::Relaxed);
+        self.classes[c].spans.fetch_add(1, Ordering::Relaxed);
         let size = CLASS_SIZES[c] as usize;
         let n = blocks_per_span(c);
         for i in 0..n {
@@ -544,7 +645,7 @@ impl Core {
 
     /// The cache-less small allocation.
     fn alloc_small_shared(&self, c: usize) -> *mut u8 {
-        let Some((head, n)) = self.refill(c) else {
+        let Some((head, n)) = self.refill(c, None) else {
             return ptr::null_mut();
         };
         // SAFETY: the chain is ours.
@@ -553,10 +654,12 @@ impl Core {
             // Out of batch descriptors: the rest of the chain is lost to
             // this heap (counted as in use). Only when memory is exhausted.
             // Relaxed: a statistic.
-            self.in_use_blocks[c].fetch_add(n as isize - 1, Ordering::Relaxed);
+            self.classes[c]
+                .in_use
+                .fetch_add(n as isize - 1, Ordering::Relaxed);
         }
         // Relaxed: a statistic.
-        self.in_use_blocks[c].fetch_add(1, Ordering::Relaxed);
+        self.classes[c].in_use.fetch_add(1, Ordering::Relaxed);
         head
     }
 
@@ -566,7 +669,7 @@ impl Core {
         unsafe { set_next(p, ptr::null_mut()) };
         if self.central_push(c, p, 1) {
             // Relaxed: a statistic.
-            self.in_use_blocks[c].fetch_sub(1, Ordering::Relaxed);
+            self.classes[c].in_use.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -574,11 +677,13 @@ impl Core {
     pub(crate) fn flush_counts(&self, c: usize, net: isize, requested: isize) {
         if net != 0 {
             // Relaxed: a statistic.
-            self.in_use_blocks[c].fetch_add(net, Ordering::Relaxed);
+            self.classes[c].in_use.fetch_add(net, Ordering::Relaxed);
         }
         if requested != 0 {
             // Relaxed: a statistic.
-            self.requested.fetch_add(requested, Ordering::Relaxed);
+            self.classes[c]
+                .requested
+                .fetch_add(requested, Ordering::Relaxed);
         }
     }
 
@@ -598,9 +703,9 @@ impl Core {
     fn maybe_scavenge(&self, c: usize) {
         let size = CLASS_SIZES[c] as usize;
         // Relaxed: a heuristic trigger.
-        let free = self.central_blocks[c].load(Ordering::Relaxed) * size;
+        let free = self.classes[c].blocks.load(Ordering::Relaxed) * size;
         // Relaxed: as above.
-        let kept = self.scavenge_kept[c].load(Ordering::Relaxed);
+        let kept = self.classes[c].kept.load(Ordering::Relaxed);
         if free > SCAVENGE_MIN && free > 2 * kept && self.rate_limit(&self.last_scavenge_ms) {
             self.scavenge(c);
         }
@@ -627,7 +732,7 @@ impl Core {
 
     fn scavenge_locked(&self, c: usize) -> usize {
         let Some(data) = self.arena() else { return 0 };
-        let Some(first) = self.central[c].take_all() else {
+        let Some(first) = self.classes[c].central.take_all() else {
             return 0;
         };
         let size = CLASS_SIZES[c] as usize;
@@ -663,7 +768,7 @@ impl Core {
             }
         }
         // Relaxed: a statistic and trigger.
-        self.central_blocks[c].fetch_sub(total, Ordering::Relaxed);
+        self.classes[c].blocks.fetch_sub(total, Ordering::Relaxed);
         // Pass 2: split into kept blocks and fully free spans.
         let mut kept: *mut u8 = ptr::null_mut();
         let mut kept_n = 0usize;
@@ -718,14 +823,14 @@ impl Core {
             unsafe { self.free_spans.push(l) };
             released += SPAN;
             // Relaxed: statistics.
-            self.spans[c].fetch_sub(1, Ordering::Relaxed);
+            self.classes[c].spans.fetch_sub(1, Ordering::Relaxed);
             // Relaxed: as above.
             self.spans_released.fetch_add(1, Ordering::Relaxed);
         }
         let lost = self.push_blocks(c, kept, kept_n);
         debug_assert!(lost.is_null(), "descriptors were just returned to the pool");
         // Relaxed: the trigger's hysteresis.
-        self.scavenge_kept[c].store(kept_n * size, Ordering::Relaxed);
+        self.classes[c].kept.store(kept_n * size, Ordering::Relaxed);
         released
     }
 
@@ -899,7 +1004,7 @@ impl<I: FreeIndex> Heap<I> {
     /// A heap with the given configuration and a fresh index of type `I`.
     ///
     /// ```
-    /// # if vvmalloc::LOOM_BUILD { return; }
+    /// # if vvmalloc::LOOM_BUILD || cfg!(miri) { return; } // Miri has no mmap(PROT_NONE)
     /// use vvmalloc::heap::{BTreeIndex, Heap, HeapConfig};
     /// let heap: Heap<BTreeIndex> = Heap::with_config(HeapConfig { arena_bytes: 1 << 30, checked: true });
     /// assert_eq!(heap.config().arena_bytes, 1 << 30);
@@ -999,11 +1104,11 @@ impl<I: FreeIndex> Heap<I> {
         let classes: [ClassStats; CLASSES] = core::array::from_fn(|c| ClassStats {
             size: CLASS_SIZES[c] as usize,
             // Relaxed: statistics.
-            in_use_blocks: core.in_use_blocks[c].load(Ordering::Relaxed).max(0) as usize,
+            in_use_blocks: core.classes[c].in_use.load(Ordering::Relaxed).max(0) as usize,
             // Relaxed: as above.
-            central_free_blocks: core.central_blocks[c].load(Ordering::Relaxed),
+            central_free_blocks: core.classes[c].blocks.load(Ordering::Relaxed),
             // Relaxed: as above.
-            spans: core.spans[c].load(Ordering::Relaxed),
+            spans: core.classes[c].spans.load(Ordering::Relaxed),
         });
         // Relaxed: as above.
         let bump = core.bump.load(Ordering::Relaxed);
@@ -1022,7 +1127,14 @@ impl<I: FreeIndex> Heap<I> {
         let large = core.large_in_use.load(Ordering::Relaxed);
         Stats {
             // Relaxed: as above.
-            requested_bytes: core.requested.load(Ordering::Relaxed).max(0) as usize,
+            requested_bytes: (core.requested.load(Ordering::Relaxed)
+                + core
+                    .classes
+                    .iter()
+                    // Relaxed: as above.
+                    .map(|k| k.requested.load(Ordering::Relaxed))
+                    .sum::<isize>())
+            .max(0) as usize,
             in_use_bytes: small_in_use + large + huge,
             mapped_bytes: bump + huge,
             resident_bytes: resident + huge,
@@ -1240,10 +1352,10 @@ impl<I: FreeIndex> Heap<I> {
         let front = start - addr;
         let back = got - front - n;
         if front > 0 {
-            self.free_run(data, addr, front);
+            self.insert_remainder(addr, front);
         }
         if back > 0 {
-            self.free_run(data, start + n, back);
+            self.insert_remainder(start + n, back);
         }
         // Relaxed: a statistic.
         core.large_in_use.fetch_add(n, Ordering::Relaxed);
@@ -1358,7 +1470,7 @@ impl<I: FreeIndex> Heap<I> {
                 // Relaxed: statistics.
                 core.large_free.fetch_sub(rs, Ordering::Relaxed);
                 if rs > want {
-                    self.free_run(data, addr + new, rs - want);
+                    self.insert_remainder(addr + new, rs - want);
                 }
                 // Relaxed: as above.
                 core.large_in_use.fetch_add(want, Ordering::Relaxed);
@@ -1403,7 +1515,17 @@ impl<I: FreeIndex> Heap<I> {
         released
     }
 
-    /// `free_run` without the release (the run is clean already).
+    /// Records the remainder of a free run that was split: its neighbours
+    /// are the block carved from the run and whatever bordered the run,
+    /// which was not free when the run was recorded (else they would have
+    /// been coalesced), so there is nothing to coalesce with. (A neighbour
+    /// freed concurrently since is left uncoalesced: fragmentation, not an
+    /// error.)
+    fn insert_remainder(&self, addr: usize, size: usize) {
+        self.free_run_clean(addr, size);
+    }
+
+    /// Records a free run without coalescing or purging.
     fn free_run_clean(&self, addr: usize, size: usize) {
         // Relaxed: a statistic.
         self.core.large_free.fetch_add(size, Ordering::Relaxed);

@@ -12,48 +12,76 @@ use crate::sync::plain::PlainUnsafeCell;
 /// The process heap, shared by every `VvMalloc` value.
 static HEAP: Heap = Heap::global();
 
-/// A thread's cache on [`HEAP`]; its destructor hands the cached blocks back
-/// to the central heaps when the thread exits.
-struct ThreadCache {
+/// A thread's cache on [`HEAP`], and where it stands.
+///
+/// It has no destructor and a `const` initialiser, so reaching it is one
+/// thread-pointer-relative access that never allocates and never fails,
+/// even during thread exit. Handing the cached blocks back at thread exit is
+/// the job of [`ExitGuard`], a second thread-local whose only content is a
+/// destructor, touched once per thread.
+struct Local {
+    state: Cell<u8>,
     bins: PlainUnsafeCell<Bins>,
 }
 
-impl Drop for ThreadCache {
+/// The cache has not been used on this thread yet.
+const UNINIT: u8 = 0;
+/// The cache is ready for the next call.
+const READY: u8 = 1;
+/// A call is inside the cache, or setting it up: a call that arrives
+/// meanwhile (the thread-local machinery's own allocations) takes the
+/// cache-less path.
+const BUSY: u8 = 2;
+/// The thread is exiting and the cache was handed back: cache-less from now.
+const DEAD: u8 = 3;
+
+/// Hands the thread's cached blocks back to the central heaps when the
+/// thread exits.
+struct ExitGuard;
+
+impl Drop for ExitGuard {
     fn drop(&mut self) {
-        self.bins.get_mut().flush(&HEAP.core);
+        LOCAL.with(|l| {
+            l.state.set(BUSY);
+            // SAFETY: `BUSY` keeps every other call out of the cache.
+            unsafe { &mut *l.bins.get() }.flush(&HEAP.core);
+            l.state.set(DEAD);
+        });
     }
 }
 
 thread_local! {
-    /// Set while this thread is inside the cache (or setting it up): a call
-    /// that arrives meanwhile (the thread-local machinery's own allocations)
-    /// takes the cache-less path. `const` and without destructor, so reading
-    /// it never allocates and always works, even during thread exit.
-    static BUSY: Cell<bool> = const { Cell::new(false) };
-
-    static CACHE: ThreadCache = const { ThreadCache { bins: PlainUnsafeCell::new(Bins::new()) } };
+    static LOCAL: Local = const { Local { state: Cell::new(UNINIT), bins: PlainUnsafeCell::new(Bins::new()) } };
+    static EXIT_GUARD: ExitGuard = const { ExitGuard };
 }
 
 /// Runs `f` with this thread's cache, or with none when the cache is busy
-/// (a re-entrant call), not set up yet and being set up, or torn down.
-#[inline]
+/// (a re-entrant call), being set up, or handed back at thread exit.
+#[inline(always)]
 fn with_cache<R>(f: impl FnOnce(Option<&mut Bins>) -> R) -> R {
-    let entered = BUSY.try_with(|b| !b.replace(true)).unwrap_or(false);
-    if !entered {
-        return f(None);
-    }
-    let mut f = Some(f);
-    let r = CACHE.try_with(|c| {
-        // SAFETY: `BUSY` is set, so no other call on this thread is inside
-        // the cache: this is the only reference to it.
-        let bins = unsafe { &mut *c.bins.get() };
-        (f.take().expect("called once"))(Some(bins))
-    });
-    let _ = BUSY.try_with(|b| b.set(false));
-    match r {
-        Ok(r) => r,
-        Err(_) => (f.take().expect("not called: the cache is gone"))(None),
-    }
+    LOCAL.with(|l| {
+        match l.state.get() {
+            READY => {}
+            UNINIT => {
+                l.state.set(BUSY);
+                // Registers the exit guard's destructor, which may allocate
+                // (those calls see `BUSY`). Fails when the thread is already
+                // exiting: then the cache is never used.
+                let registered = EXIT_GUARD.try_with(|_| ()).is_ok();
+                l.state.set(if registered { READY } else { DEAD });
+                if !registered {
+                    return f(None);
+                }
+            }
+            _ => return f(None),
+        }
+        l.state.set(BUSY);
+        // SAFETY: the state was `READY` and is `BUSY` until `f` returns, so
+        // no other call on this thread reaches the bins meanwhile.
+        let r = f(Some(unsafe { &mut *l.bins.get() }));
+        l.state.set(READY);
+        r
+    })
 }
 
 /// The vvmalloc global allocator: every value is a handle to one process
@@ -65,11 +93,15 @@ fn with_cache<R>(f: impl FnOnce(Option<&mut Bins>) -> R) -> R {
 ///
 /// fn main() {
 ///     let v: Vec<u64> = (0..1000).collect();
-///     println!("{} bytes in use", vvmalloc::VvMalloc::stats().in_use_bytes);
-///     drop(v);
-///     vvmalloc::VvMalloc::trim();
+///     assert_eq!(v[999], 999);
 /// }
 /// ```
+///
+/// [`VvMalloc::stats`] and [`VvMalloc::trim`] reach the process heap (they
+/// are not in the `--cfg loom` build, whose `VvMalloc` forwards to the
+/// system allocator). This example is compiled, not run: Miri, which runs
+/// the doctests in CI, has no `mmap` of reserved address space;
+/// `tests/global.rs` runs a whole test binary on `VvMalloc`.
 ///
 /// Each thread gets a cache of small blocks on its first allocation; it goes
 /// back to the central heaps when the thread exits. Setting
@@ -117,10 +149,12 @@ impl VvMalloc {
 unsafe impl GlobalAlloc for VvMalloc {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if class_of(layout.size().max(1), layout.align()).is_some() {
-            with_cache(|bins| HEAP.alloc_in(bins, layout))
-        } else {
-            HEAP.alloc(layout)
+        match class_of(layout.size().max(1), layout.align()) {
+            Some(c) => with_cache(|bins| match bins {
+                Some(b) => b.alloc_counted(&HEAP.core, c, layout.size()),
+                None => HEAP.alloc(layout),
+            }),
+            None => HEAP.alloc(layout),
         }
     }
 

@@ -6,7 +6,7 @@ use core::marker::PhantomData;
 use core::ptr::{self, NonNull};
 
 use super::class::{self, CLASSES};
-use super::core_heap::{Core, Heap};
+use super::core_heap::{Core, Heap, Spares};
 use super::index::{FreeIndex, SkipIndex};
 use crate::sync::plain::PlainUnsafeCell;
 
@@ -28,6 +28,7 @@ pub(crate) struct Bins {
     /// Bytes requested minus bytes freed through this cache since the last
     /// flush to the heap's statistics.
     pub(crate) requested: isize,
+    spares: Spares,
 }
 
 impl Bins {
@@ -39,24 +40,48 @@ impl Bins {
                 net: 0,
             }; CLASSES],
             requested: 0,
+            spares: Spares::new(),
         }
     }
 
-    #[inline]
+    /// [`alloc`](Self::alloc), counting `size` requested bytes.
+    #[cfg_attr(loom, allow(dead_code))] // used by `VvMalloc`, absent under loom
+    #[inline(always)]
+    pub(crate) fn alloc_counted(&mut self, core: &Core, c: usize, size: usize) -> *mut u8 {
+        let p = self.alloc(core, c);
+        if !p.is_null() {
+            self.requested += size as isize;
+        }
+        p
+    }
+
+    #[inline(always)]
     pub(crate) fn alloc(&mut self, core: &Core, c: usize) -> *mut u8 {
         let bin = &mut self.bins[c];
         if bin.head.is_null() {
-            match core.refill(c) {
-                Some((head, n)) => {
-                    bin.head = head;
-                    bin.len = n as u32;
-                    core.flush_counts(c, bin.net as isize, self.requested);
-                    bin.net = 0;
-                    self.requested = 0;
-                }
-                None => return ptr::null_mut(),
-            }
+            return self.alloc_refill(core, c);
         }
+        let p = bin.head;
+        // SAFETY: blocks in a bin are free and owned by this cache; the
+        // first word of each holds the next one.
+        bin.head = unsafe { p.cast::<*mut u8>().read() };
+        bin.len -= 1;
+        bin.net += 1;
+        p
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn alloc_refill(&mut self, core: &Core, c: usize) -> *mut u8 {
+        let bin = &mut self.bins[c];
+        let Some((head, n)) = core.refill(c, Some(&mut self.spares)) else {
+            return ptr::null_mut();
+        };
+        bin.head = head;
+        bin.len = n as u32;
+        core.flush_counts(c, bin.net as isize, self.requested);
+        bin.net = 0;
+        self.requested = 0;
         let p = bin.head;
         // SAFETY: blocks in a bin are free and owned by this cache; the
         // first word of each holds the next one.
@@ -98,7 +123,7 @@ impl Bins {
         let rest = unsafe { last.cast::<*mut u8>().read() };
         // SAFETY: as above.
         unsafe { last.cast::<*mut u8>().write(ptr::null_mut()) };
-        if core.central_push(c, head, n) {
+        if core.central_push_with(c, head, n, Some(&mut self.spares)) {
             bin.head = rest;
             bin.len -= n as u32;
         } else {
@@ -120,6 +145,7 @@ impl Bins {
             self.bins[c].net = 0;
             self.requested = 0;
         }
+        core.return_spares(&mut self.spares);
     }
 }
 
@@ -134,7 +160,7 @@ impl Bins {
 /// Not `Sync` (one per thread), but `Send`.
 ///
 /// ```
-/// # if vvmalloc::LOOM_BUILD { return; }
+/// # if vvmalloc::LOOM_BUILD || cfg!(miri) { return; } // Miri has no mmap(PROT_NONE)
 /// use std::alloc::Layout;
 /// use vvmalloc::Heap;
 ///

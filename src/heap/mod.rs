@@ -96,3 +96,40 @@ pub use stats::{ClassStats, Stats};
 
 #[cfg(not(loom))]
 pub use global::VvMalloc;
+#[cfg(loom)]
+pub use loom_build::VvMalloc;
+
+/// The loom build has no process heap (loom's atomics need a running model,
+/// and a `static` heap would be built outside any). So that code naming
+/// `VvMalloc` (the doctests, which rustdoc links against this build) still
+/// builds, `VvMalloc` here forwards to the system allocator. The models use
+/// `Heap` instances.
+#[cfg(loom)]
+mod loom_build {
+    use core::alloc::{GlobalAlloc, Layout};
+    use std::alloc::System;
+
+    /// Under `--cfg loom` only: forwards to [`System`] (see the module).
+    #[derive(Clone, Copy, Debug, Default)]
+    pub struct VvMalloc;
+
+    impl VvMalloc {
+        /// A handle.
+        pub const fn new() -> Self {
+            VvMalloc
+        }
+    }
+
+    // SAFETY: forwards every call to `System` unchanged.
+    unsafe impl GlobalAlloc for VvMalloc {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            // SAFETY: the caller's contract, passed on.
+            unsafe { System.alloc(layout) }
+        }
+
+        unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
+            // SAFETY: the caller's contract, passed on.
+            unsafe { System.dealloc(p, layout) }
+        }
+    }
+}
