@@ -117,6 +117,27 @@ fn zeroed_blocks_are_zero_even_when_reused() {
 }
 
 #[test]
+fn zeroed_fresh_large_blocks_are_not_written() {
+    // Fresh OS pages are zero: zeroing them again would fault them all in.
+    let heap: Heap = small_heap();
+    let size = 8 << 20;
+    let layout = Layout::from_size_align(size, 4096).unwrap();
+    let p = heap.alloc_zeroed(layout);
+    assert!(!p.is_null());
+    let resident = heap.stats().resident_bytes;
+    assert!(
+        resident < 2 << 20,
+        "{resident} bytes resident after alloc_zeroed"
+    );
+    // SAFETY: a live block of `size` bytes.
+    assert!((0..size)
+        .step_by(4096)
+        .all(|i| unsafe { p.add(i).read() } == 0));
+    // SAFETY: from this heap.
+    unsafe { heap.dealloc(p, layout) };
+}
+
+#[test]
 fn realloc_keeps_contents_and_grows_large_blocks_in_place() {
     let heap: Heap = small_heap();
     let l = Layout::from_size_align(40_000, 8).unwrap();

@@ -1176,7 +1176,7 @@ impl<I: FreeIndex> Heap<I> {
         } else if size >= HUGE_MIN {
             self.core.alloc_huge(size, align)
         } else {
-            self.alloc_large(size, align)
+            self.alloc_large(size, align).0
         };
         if !p.is_null() {
             // Relaxed: a statistic.
@@ -1188,9 +1188,26 @@ impl<I: FreeIndex> Heap<I> {
     }
 
     pub(crate) fn alloc_zeroed_in(&self, bins: Option<&mut Bins>, layout: Layout) -> *mut u8 {
+        let size = layout.size().max(1);
+        if class::class_of(size, layout.align()).is_none() && size < HUGE_MIN {
+            // A large block carved from a fresh region is untouched OS
+            // memory, zero already: only reused runs are cleared.
+            let (p, fresh) = self.alloc_large(size, layout.align());
+            if !p.is_null() {
+                // Relaxed: a statistic.
+                self.core
+                    .requested
+                    .fetch_add(layout.size() as isize, Ordering::Relaxed);
+                if !fresh {
+                    // SAFETY: the block has at least `layout.size()` bytes.
+                    unsafe { ptr::write_bytes(p, 0, layout.size()) };
+                }
+            }
+            return p;
+        }
         let p = self.alloc_in(bins, layout);
         // Fresh huge mappings are zero already.
-        if !p.is_null() && layout.size() < HUGE_MIN {
+        if !p.is_null() && size < HUGE_MIN {
             // SAFETY: the block has at least `layout.size()` bytes.
             unsafe { ptr::write_bytes(p, 0, layout.size()) };
         }
@@ -1322,30 +1339,32 @@ impl<I: FreeIndex> Heap<I> {
         LARGE_REGION.min(self.core.arena_bytes / 4).max(SPAN)
     }
 
-    fn alloc_large(&self, size: usize, align: usize) -> *mut u8 {
+    /// A large block, and whether it lies in fresh (never used, so zero)
+    /// memory.
+    fn alloc_large(&self, size: usize, align: usize) -> (*mut u8, bool) {
         let core = &self.core;
         let Some(data) = core.arena() else {
-            return ptr::null_mut();
+            return (ptr::null_mut(), false);
         };
         let n = size.next_multiple_of(PAGE);
         let need = if align > PAGE { n + align - PAGE } else { n };
-        let (addr, got) = match self.index.take_fit(need) {
-            Some(b) => {
+        let (addr, got, fresh) = match self.index.take_fit(need) {
+            Some((a, s)) => {
                 // Relaxed: a statistic.
-                core.large_free.fetch_sub(b.1, Ordering::Relaxed);
-                b
+                core.large_free.fetch_sub(s, Ordering::Relaxed);
+                (a, s, false)
             }
             None => {
                 let len = need.max(self.region_bytes()).next_multiple_of(SPAN);
                 let Some(r) = core.bump(data, len) else {
-                    return ptr::null_mut();
+                    return (ptr::null_mut(), false);
                 };
                 let first = Core::unit_of(data, r);
                 for u in first..first + len / SPAN {
                     // Relaxed: published with the blocks (see `SpanMeta`).
                     core.meta(data, u).kind.store(KIND_LARGE, Ordering::Relaxed);
                 }
-                (r as usize, len)
+                (r as usize, len, true)
             }
         };
         let start = addr.next_multiple_of(align.max(PAGE));
@@ -1359,7 +1378,7 @@ impl<I: FreeIndex> Heap<I> {
         }
         // Relaxed: a statistic.
         core.large_in_use.fetch_add(n, Ordering::Relaxed);
-        data.with_addr(start)
+        (data.with_addr(start), fresh)
     }
 
     /// Records the free run `[addr, addr + size)`, coalesced with free
