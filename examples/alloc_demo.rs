@@ -228,10 +228,11 @@ mod demo {
             st.spans_released
         );
         println!(
-            "  large: {:.1} MiB in use, free index {} runs / {:.1} MiB",
+            "  large: {:.1} MiB in use, free index {} runs / {:.1} MiB, {} index nodes awaiting reclamation",
             mib(st.large_in_use_bytes),
             st.free_index_blocks,
-            mib(st.free_index_bytes)
+            mib(st.free_index_bytes),
+            st.reclaim_held_nodes
         );
         println!(
             "  huge : {} blocks, {:.1} MiB; misuse detected: {}",

@@ -98,6 +98,7 @@ use core::fmt;
 use core::marker::PhantomData;
 
 use crate::raw::Retirable;
+use crate::sync::plain;
 use crate::sync::{AtomicPtr, Ordering};
 
 mod sealed {
@@ -169,6 +170,40 @@ pub trait Reclaim: sealed::Sealed + Sized + Send + Sync + 'static {
     unsafe fn raw_retire<N: Retirable + Send>(guard: &Self::RawGuard<'_>, ptr: *mut N);
     #[doc(hidden)]
     fn raw_collect(domain: &Domain<Self>);
+    /// The scheme's count of retired, not yet freed nodes.
+    #[doc(hidden)]
+    fn raw_held() -> &'static plain::AtomicIsize;
+}
+
+/// Nodes retired into any domain of the scheme `R` (by any structure of the
+/// process) and not yet freed: the garbage that reclamation holds back.
+///
+/// Counted at [`Guard::retire`] and when the scheme frees the node, with one
+/// relaxed atomic add each, so it is cheap enough to leave on; it is a
+/// snapshot of a counter updated concurrently. With [`Leak`] it only grows.
+///
+/// ```
+/// # if vvmalloc::LOOM_BUILD { return; }
+/// use vvmalloc::reclaim::{held_back, Domain, Hazard};
+/// use vvmalloc::TreiberStack;
+///
+/// let s: TreiberStack<u32, Hazard> = TreiberStack::with_domain(Domain::new());
+/// s.push(1);
+/// s.pop(); // retires the node into the stack's own domain
+/// drop(s); // dropping the domain frees it
+/// let _ = held_back::<Hazard>(); // other tests' nodes may be pending too
+/// ```
+pub fn held_back<R: Reclaim>() -> usize {
+    // Relaxed: a statistic; the retire and reclaim counts can be seen out of
+    // order, so a transient negative sum reads as zero.
+    R::raw_held().load(plain::Ordering::Relaxed).max(0) as usize
+}
+
+/// Counts one node freed by the scheme `R`.
+#[inline]
+fn count_reclaimed<R: Reclaim>() {
+    // Relaxed: a statistic (see `held_back`).
+    R::raw_held().fetch_sub(1, plain::Ordering::Relaxed);
 }
 
 /// Where retired nodes wait until no thread can reach them.
@@ -350,6 +385,8 @@ impl<'d, R: Reclaim> Guard<'d, R> {
     ///    domain is dropped (forever, for the global domain): `reclaim` may
     ///    run that late.
     pub unsafe fn retire<N: Retirable + Send>(&self, ptr: *mut N) {
+        // Relaxed: a statistic (see `held_back`).
+        R::raw_held().fetch_add(1, plain::Ordering::Relaxed);
         // SAFETY: conditions 1-5 are this function's own.
         unsafe { R::raw_retire(&self.raw, ptr) }
     }
@@ -562,6 +599,7 @@ impl Reclaim for Epoch {
             unsafe {
                 guard.defer_unchecked(move || {
                     let p = p;
+                    count_reclaimed::<Epoch>();
                     N::reclaim(p.0)
                 })
             };
@@ -589,6 +627,11 @@ impl Reclaim for Epoch {
                 }
             }
         }
+    }
+
+    fn raw_held() -> &'static plain::AtomicIsize {
+        static HELD: plain::AtomicIsize = plain::AtomicIsize::new(0);
+        &HELD
     }
 }
 
@@ -660,6 +703,7 @@ impl<N: Retirable> core::ops::Deref for Reclaimer<N> {
 
 impl<N: Retirable> Drop for Reclaimer<N> {
     fn drop(&mut self) {
+        count_reclaimed::<Hazard>();
         // SAFETY: haphazard drops the `Reclaimer` once, when no hazard pointer
         // protects the node (retire conditions 2-4).
         unsafe { N::reclaim(self.0.as_ptr()) }
@@ -807,6 +851,11 @@ impl Reclaim for Hazard {
     fn raw_collect(domain: &Domain<Self>) {
         hazard_domain(domain).eager_reclaim();
     }
+
+    fn raw_held() -> &'static plain::AtomicIsize {
+        static HELD: plain::AtomicIsize = plain::AtomicIsize::new(0);
+        &HELD
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -853,4 +902,9 @@ impl Reclaim for Leak {
     unsafe fn raw_retire<N: Retirable + Send>(_: &(), _: *mut N) {}
 
     fn raw_collect(_: &Domain<Self>) {}
+
+    fn raw_held() -> &'static plain::AtomicIsize {
+        static HELD: plain::AtomicIsize = plain::AtomicIsize::new(0);
+        &HELD
+    }
 }

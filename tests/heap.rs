@@ -129,10 +129,11 @@ fn zeroed_fresh_large_blocks_are_not_written() {
         resident < 2 << 20,
         "{resident} bytes resident after alloc_zeroed"
     );
-    // SAFETY: a live block of `size` bytes.
-    assert!((0..size)
-        .step_by(4096)
-        .all(|i| unsafe { p.add(i).read() } == 0));
+    let zero = |i: usize| {
+        // SAFETY: `i < size`, inside the live block.
+        unsafe { p.add(i).read() == 0 }
+    };
+    assert!((0..size).step_by(4096).all(zero));
     // SAFETY: from this heap.
     unsafe { heap.dealloc(p, layout) };
 }

@@ -1143,6 +1143,7 @@ impl<I: FreeIndex> Heap<I> {
             free_index_blocks: self.index.len(),
             // Relaxed: as above.
             free_index_bytes: core.large_free.load(Ordering::Relaxed),
+            reclaim_held_nodes: self.index.held_back(),
             // Relaxed: as above.
             huge_blocks: core.huge_blocks.load(Ordering::Relaxed),
             huge_bytes: huge,

@@ -64,6 +64,14 @@ pub trait FreeIndex: Send + Sync + Sized + 'static {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Nodes the index's reclamation scheme has retired and not yet freed
+    /// ([`reclaim::held_back`](crate::reclaim::held_back): process-wide for
+    /// the scheme, so other structures of the program that use it count
+    /// too). Zero for an index without deferred reclamation.
+    fn held_back(&self) -> usize {
+        0
+    }
 }
 
 /// The default index: best fit over lock-free skip lists. See the
@@ -105,6 +113,9 @@ impl Default for SkipIndex {
 impl FreeIndex for SkipIndex {
     const NAME: &'static str = "skiplist";
 
+    fn held_back(&self) -> usize {
+        crate::reclaim::held_back::<crate::reclaim::Epoch>()
+    }
     fn new() -> Self {
         SkipIndex::new()
     }
@@ -189,6 +200,9 @@ impl Default for ListIndex {
 impl FreeIndex for ListIndex {
     const NAME: &'static str = "list";
 
+    fn held_back(&self) -> usize {
+        crate::reclaim::held_back::<crate::reclaim::Epoch>()
+    }
     fn new() -> Self {
         ListIndex::new()
     }

@@ -43,6 +43,10 @@ pub struct Stats {
     pub free_index_blocks: usize,
     /// Bytes of those runs.
     pub free_index_bytes: usize,
+    /// Nodes of the free index retired by its reclamation scheme and not yet
+    /// freed (see [`FreeIndex::held_back`](super::FreeIndex::held_back):
+    /// process-wide for the scheme).
+    pub reclaim_held_nodes: usize,
     /// Huge blocks (own mappings) in use.
     pub huge_blocks: usize,
     /// Bytes of those.
