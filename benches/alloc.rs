@@ -14,6 +14,11 @@
 //! mimalloc. This bench's own bookkeeping uses the system allocator (the
 //! default global allocator), the same for every run. Results also go to
 //! `target/alloc-bench.csv`.
+//!
+//! `-- --transfer` runs the transfer-cache experiment instead: a `Heap`
+//! instance with thread caches (`LocalHeap` per thread) without and with
+//! `HeapConfig::transfer_cache` (bounded `crossbeam_queue::ArrayQueue`s of
+//! batches in front of each class's Treiber stack).
 
 #![allow(missing_docs)]
 
@@ -29,8 +34,13 @@ fn main() {
 /// The bench proper (the loom build of the crate has no `VvMalloc`).
 #[cfg(not(loom))]
 mod bench {
-    use std::alloc::{GlobalAlloc, System};
+    use std::alloc::{GlobalAlloc, Layout, System};
     use std::process::Command;
+    use std::sync::LazyLock;
+    use std::thread::LocalKey;
+
+    use vvmalloc::heap::{HeapConfig, LocalHeap};
+    use vvmalloc::Heap;
 
     use crate::workloads::{self, Workload};
 
@@ -39,6 +49,60 @@ mod bench {
     static MI: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
     const ALLOCATORS: [&str; 4] = ["vvmalloc", "glibc", "jemalloc", "mimalloc"];
+    /// The transfer-cache experiment's two heaps.
+    const TRANSFER: [&str; 2] = ["vv-heap", "vv-heap+tc"];
+
+    static PLAIN: LazyLock<Heap> = LazyLock::new(Heap::new);
+    static WITH_TC: LazyLock<Heap> = LazyLock::new(|| {
+        Heap::with_config(HeapConfig {
+            transfer_cache: 16,
+            ..HeapConfig::new()
+        })
+    });
+    thread_local! {
+        static PLAIN_LOCAL: LocalHeap<'static> = PLAIN.local();
+        static TC_LOCAL: LocalHeap<'static> = WITH_TC.local();
+    }
+
+    /// A `Heap` instance used through one `LocalHeap` per thread.
+    struct Cached {
+        heap: &'static LazyLock<Heap>,
+        local: &'static LocalKey<LocalHeap<'static>>,
+    }
+
+    // SAFETY: forwards to the heap's thread caches, or to the heap's
+    // cache-less path once this thread's cache is gone; both are allocators.
+    unsafe impl GlobalAlloc for Cached {
+        unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+            self.local
+                .try_with(|c| c.alloc(l))
+                .unwrap_or_else(|_| self.heap.alloc(l))
+        }
+
+        unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+            // SAFETY: `p` came from this heap with `l` (the caller's
+            // contract), through either path.
+            self.local
+                .try_with(|c| unsafe { c.dealloc(p, l) })
+                .unwrap_or_else(|_| unsafe { self.heap.dealloc(p, l) })
+        }
+
+        unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+            // SAFETY: as in `dealloc`.
+            self.local
+                .try_with(|c| unsafe { c.realloc(p, l, new) })
+                .unwrap_or_else(|_| unsafe { self.heap.realloc(p, l, new) })
+        }
+    }
+
+    static VV_HEAP: Cached = Cached {
+        heap: &PLAIN,
+        local: &PLAIN_LOCAL,
+    };
+    static VV_HEAP_TC: Cached = Cached {
+        heap: &WITH_TC,
+        local: &TC_LOCAL,
+    };
 
     fn allocator(name: &str) -> &'static (dyn GlobalAlloc + Sync) {
         match name {
@@ -46,6 +110,8 @@ mod bench {
             "glibc" => &System,
             "jemalloc" => &JE,
             "mimalloc" => &MI,
+            "vv-heap" => &VV_HEAP,
+            "vv-heap+tc" => &VV_HEAP_TC,
             _ => panic!("unknown allocator {name}"),
         }
     }
@@ -144,8 +210,23 @@ mod bench {
         let mut csv = String::from(
             "workload,threads,allocator,mops_per_sec,peak_rss_bytes,peak_live_bytes\n",
         );
-        println!("| workload | threads | allocator | Mops/s | vs glibc | vs mimalloc | peak RSS (MiB) | peak live (MiB) |");
-        println!("|---|---:|---|---:|---:|---:|---:|---:|");
+        // The allocators of each row, and the ones the ratios are to.
+        let (allocs, baselines): (&[&str], &[usize]) = if args.iter().any(|a| a == "--transfer") {
+            (&TRANSFER, &[0])
+        } else {
+            (&ALLOCATORS, &[1, 3])
+        };
+        let ratio_heads: String = baselines
+            .iter()
+            .map(|&b| format!(" vs {} |", allocs[b]))
+            .collect();
+        println!(
+            "| workload | threads | allocator | Mops/s |{ratio_heads} peak RSS (MiB) | peak live (MiB) |"
+        );
+        println!(
+            "|---|---:|---|---:|{}---:|---:|",
+            "---:|".repeat(baselines.len())
+        );
         // `--only churn|prodcons|mixed|realloc` runs one workload.
         let only = args
             .iter()
@@ -162,9 +243,9 @@ mod bench {
             };
             for &threads in thread_counts {
                 let ops = ops_per_thread(w) / scale;
-                let mut runs: Vec<Vec<Run>> = ALLOCATORS.iter().map(|_| Vec::new()).collect();
+                let mut runs: Vec<Vec<Run>> = allocs.iter().map(|_| Vec::new()).collect();
                 for _ in 0..reps {
-                    for (k, a) in ALLOCATORS.iter().enumerate() {
+                    for (k, a) in allocs.iter().enumerate() {
                         eprintln!("running {} x{threads} with {a}", w.key());
                         runs[k].push(spawn(a, w, threads, ops));
                     }
@@ -173,11 +254,15 @@ mod bench {
                     .iter()
                     .map(|r| median(r.iter().map(|x| x.ops_per_sec).collect()))
                     .collect();
-                for (k, a) in ALLOCATORS.iter().enumerate() {
+                for (k, a) in allocs.iter().enumerate() {
                     let rss = median(runs[k].iter().map(|x| x.peak_rss as f64).collect());
                     let live = median(runs[k].iter().map(|x| x.peak_live as f64).collect());
+                    let ratios: String = baselines
+                        .iter()
+                        .map(|&b| format!(" {:.2}x |", thr[k] / thr[b]))
+                        .collect();
                     println!(
-                        "| {} | {} | {} | {:.1} | {:.2}x | {:.2}x | {:.1} | {:.1} |",
+                        "| {} | {} | {} | {:.1} |{ratios} {:.1} | {:.1} |",
                         w.name(),
                         if w == Workload::ProducerConsumer {
                             format!("{threads} ({} pairs)", threads / 2)
@@ -186,8 +271,6 @@ mod bench {
                         },
                         a,
                         thr[k] / 1e6,
-                        thr[k] / thr[1],
-                        thr[k] / thr[3],
                         rss / 1048576.0,
                         live / 1048576.0
                     );
@@ -199,7 +282,11 @@ mod bench {
                 }
             }
         }
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/alloc-bench.csv");
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(if allocs.len() == 2 {
+            "target/alloc-transfer.csv"
+        } else {
+            "target/alloc-bench.csv"
+        });
         if std::fs::write(&path, csv).is_ok() {
             eprintln!("wrote {}", path.display());
         }

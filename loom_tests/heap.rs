@@ -124,6 +124,7 @@ fn heap() -> Heap {
     Heap::with_config(HeapConfig {
         arena_bytes: 2 << 20,
         checked: true,
+        ..HeapConfig::new()
     })
 }
 
