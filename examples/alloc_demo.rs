@@ -5,11 +5,13 @@
 //! Each workload runs twice with the same operations, once through
 //! `VvMalloc` and once through `System`, both called through the same
 //! `GlobalAlloc` interface (the program's own bookkeeping always uses
-//! `VvMalloc`, the global allocator). For each run the table shows the
-//! throughput, the ratio of the two, the peak resident memory the run added
-//! (sampled from `/proc/self/statm`), the peak of the bytes the workload held
-//! live, and the utilization: peak live bytes / peak resident growth. The
-//! process heap's statistics follow.
+//! `VvMalloc`, the global allocator). Each run is a child process of its own
+//! (this program, started again with `--child`), so that one allocator's
+//! retained memory does not count against the other. For each run the table
+//! shows the throughput, the ratio of the two, the peak resident memory the
+//! run added (`VmHWM` at the end minus `VmRSS` at the start), the peak of the
+//! bytes the workload held live, and the utilization: peak live bytes / peak
+//! resident growth. The statistics of the last vvmalloc run's heap follow.
 //!
 //! `cargo run --release --example alloc_demo` (about 30 seconds on 2 cores);
 //! `-- --quick` runs a tenth of the operations; `-- --only mixed` (or
@@ -31,13 +33,14 @@ mod workloads;
 #[cfg(not(loom))]
 mod demo {
     use std::alloc::{GlobalAlloc, System};
-    use std::io::{IsTerminal, Write};
+    use std::io::{BufRead, BufReader, IsTerminal, Write};
+    use std::process::{Command, Stdio};
     use std::thread;
     use std::time::Instant;
 
     use vvmalloc::VvMalloc;
 
-    use crate::workloads::{self, rss, Workload};
+    use crate::workloads::{self, Workload};
 
     #[global_allocator]
     static GLOBAL: VvMalloc = VvMalloc::new();
@@ -49,36 +52,97 @@ mod demo {
         peak_live: usize,
     }
 
-    /// Gives both allocators' free memory back, so that each run starts from
-    /// the same resident baseline.
-    fn settle() {
-        VvMalloc::trim();
-        // SAFETY: malloc_trim has no preconditions.
-        unsafe { libc::malloc_trim(0) };
+    fn status_kib(field: &str) -> usize {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with(field))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
+    fn allocator(name: &str) -> &'static (dyn GlobalAlloc + Sync) {
+        static VV: VvMalloc = VvMalloc::new();
+        match name {
+            "vvmalloc" => &VV,
+            "glibc" => &System,
+            _ => panic!("unknown allocator {name}"),
+        }
+    }
+
+    /// The child: one run. Prints `p <fraction>` lines while it runs, then
+    /// `r <ops> <secs> <peak rss growth> <peak live>`, then (vvmalloc) the
+    /// heap's statistics as `s <line>`s.
+    fn child(alloc: &str, w: Workload, threads: usize, ops: usize) {
+        let base = status_kib("VmRSS:") * 1024;
+        let mut out = std::io::stdout().lock();
+        let o = workloads::run(w, allocator(alloc), threads, ops, |frac| {
+            let _ = writeln!(out, "p {frac}");
+            let _ = out.flush();
+        });
+        let hwm = status_kib("VmHWM:") * 1024;
+        let _ = writeln!(
+            out,
+            "r {} {} {} {}",
+            o.ops,
+            o.secs,
+            hwm.saturating_sub(base),
+            o.peak_live
+        );
+        if alloc == "vvmalloc" {
+            VvMalloc::trim();
+            for line in heap_stats() {
+                let _ = writeln!(out, "s {line}");
+            }
+        }
     }
 
     fn run(
         w: Workload,
-        a: &'static (dyn GlobalAlloc + Sync),
         name: &str,
         threads: usize,
         ops: usize,
         bar: &mut Bar,
+        stats: &mut Vec<String>,
     ) -> Outcome {
-        settle();
-        let base = rss();
-        let mut peak = base;
-        let o = workloads::run(w, a, threads, ops, |frac| {
-            peak = peak.max(rss());
-            bar.draw(name, frac);
-        });
-        peak = peak.max(rss());
-        Outcome {
-            secs: o.secs,
-            ops: o.ops,
-            peak_rss: peak.saturating_sub(base),
-            peak_live: o.peak_live,
+        let mut c = Command::new(std::env::current_exe().expect("own path"))
+            .args([
+                "--child",
+                name,
+                w.key(),
+                &threads.to_string(),
+                &ops.to_string(),
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("cannot start the child");
+        let mut result = None;
+        let mut st = Vec::new();
+        for line in BufReader::new(c.stdout.take().unwrap()).lines() {
+            let line = line.expect("child output");
+            match line.split_once(' ') {
+                Some(("p", f)) => bar.draw(name, f.parse().unwrap_or(0.0)),
+                Some(("r", r)) => {
+                    let f: Vec<f64> = r.split(' ').map(|x| x.parse().unwrap()).collect();
+                    result = Some(Outcome {
+                        ops: f[0] as usize,
+                        secs: f[1],
+                        peak_rss: f[2] as usize,
+                        peak_live: f[3] as usize,
+                    });
+                }
+                Some(("s", l)) => st.push(l.to_string()),
+                _ => {}
+            }
         }
+        let status = c.wait().expect("child");
+        assert!(status.success(), "the {name} run of {} failed", w.name());
+        if !st.is_empty() {
+            *stats = st;
+        }
+        result.expect("the child printed no result")
     }
 
     /// A one-line progress bar on stderr.
@@ -116,15 +180,73 @@ mod demo {
         }
     }
 
+    /// The process heap's statistics, as lines of text.
+    fn heap_stats() -> Vec<String> {
+        let st = VvMalloc::stats();
+        let mut lines = Vec::new();
+        lines.push(format!(
+            "requested, in use : {:.1} MiB, {:.1} MiB",
+            mib(st.requested_bytes),
+            mib(st.in_use_bytes)
+        ));
+        lines.push(format!(
+            "mapped, resident  : {:.1} MiB, {:.1} MiB",
+            mib(st.mapped_bytes),
+            mib(st.resident_bytes)
+        ));
+        lines.push(format!(
+            "small: {:.1} MiB in use, {:.1} MiB free in central heaps, {} spans released so far",
+            mib(st.small_in_use_bytes()),
+            mib(st.small_free_bytes()),
+            st.spans_released
+        ));
+        lines.push(format!(
+            "large: {:.1} MiB in use, free index {} runs / {:.1} MiB, {} index nodes awaiting reclamation",
+            mib(st.large_in_use_bytes),
+            st.free_index_blocks,
+            mib(st.free_index_bytes),
+            st.reclaim_held_nodes
+        ));
+        lines.push(format!(
+            "huge : {} blocks, {:.1} MiB; misuse detected: {}",
+            st.huge_blocks,
+            mib(st.huge_bytes),
+            st.misuse
+        ));
+        let busiest: Vec<String> = {
+            let mut cs: Vec<_> = st.small.iter().filter(|c| c.spans > 0).collect();
+            cs.sort_by_key(|c| std::cmp::Reverse(c.spans));
+            cs.iter()
+                .take(5)
+                .map(|c| format!("{} B: {} spans", c.size, c.spans))
+                .collect()
+        };
+        lines.push(format!(
+            "classes holding the most spans: {}",
+            busiest.join(", ")
+        ));
+        lines
+    }
+
     fn mib(b: usize) -> f64 {
         b as f64 / (1 << 20) as f64
     }
 
     pub(crate) fn main() {
+        let args: Vec<String> = std::env::args().collect();
+        if let Some(i) = args.iter().position(|a| a == "--child") {
+            let w = Workload::from_key(&args[i + 2]).expect("workload");
+            child(
+                &args[i + 1],
+                w,
+                args[i + 3].parse().unwrap(),
+                args[i + 4].parse().unwrap(),
+            );
+            return;
+        }
         let quick = std::env::args().any(|a| a == "--quick");
         let scale = if quick { 10 } else { 1 };
         // `--only churn|producer|mixed` runs one workload.
-        let args: Vec<String> = std::env::args().collect();
         let only = args
             .iter()
             .position(|a| a == "--only")
@@ -140,9 +262,7 @@ mod demo {
             (Workload::Mixed, 2_000_000 / scale),
             (Workload::ReallocGrowth, 3_000_000 / scale),
         ];
-        static VV: VvMalloc = VvMalloc::new();
-        let allocators: [(&str, &'static (dyn GlobalAlloc + Sync)); 2] =
-            [("vvmalloc", &VV), ("glibc", &System)];
+        let allocators = ["vvmalloc", "glibc"];
         println!(
             "vvmalloc alloc_demo: {threads} threads; the same seeded operations for each allocator{}",
             if quick {
@@ -159,6 +279,7 @@ mod demo {
             last: String::new(),
         };
         let mut rows = Vec::new();
+        let mut stats = Vec::new();
         let t0 = Instant::now();
         let plan: Vec<_> = plan
             .into_iter()
@@ -171,8 +292,8 @@ mod demo {
         for &(w, ops) in &plan {
             bar.workload = w.name().to_string();
             let mut outs = Vec::new();
-            for &(name, a) in &allocators {
-                outs.push(run(w, a, name, threads, ops, &mut bar));
+            for name in allocators {
+                outs.push(run(w, name, threads, ops, &mut bar, &mut stats));
                 bar.step += 1;
             }
             rows.push((w, outs));
@@ -188,7 +309,7 @@ mod demo {
         println!("|---|---|---:|---:|---:|---:|---:|");
         for (w, outs) in &rows {
             let glibc = outs[1].ops as f64 / outs[1].secs;
-            for (o, (name, _)) in outs.iter().zip(&allocators) {
+            for (o, name) in outs.iter().zip(&allocators) {
                 let thr = o.ops as f64 / o.secs;
                 println!(
                     "| {} | {} | {:.1} | {:.2}x | {:.1} | {:.1} | {} |",
@@ -207,47 +328,11 @@ mod demo {
             }
         }
         println!();
-        println!("Utilization = peak live bytes / peak growth of the process's resident memory during the run.");
-        let st = VvMalloc::stats();
+        println!("Utilization = peak live bytes / peak growth of the run's resident memory (VmHWM - VmRSS at the start; each run in a process of its own).");
         println!();
-        println!("vvmalloc process heap at the end (after trim):");
-        println!(
-            "  requested, in use : {:.1} MiB, {:.1} MiB",
-            mib(st.requested_bytes),
-            mib(st.in_use_bytes)
-        );
-        println!(
-            "  mapped, resident  : {:.1} MiB, {:.1} MiB",
-            mib(st.mapped_bytes),
-            mib(st.resident_bytes)
-        );
-        println!(
-            "  small: {:.1} MiB in use, {:.1} MiB free in central heaps, {} spans released so far",
-            mib(st.small_in_use_bytes()),
-            mib(st.small_free_bytes()),
-            st.spans_released
-        );
-        println!(
-            "  large: {:.1} MiB in use, free index {} runs / {:.1} MiB, {} index nodes awaiting reclamation",
-            mib(st.large_in_use_bytes),
-            st.free_index_blocks,
-            mib(st.free_index_bytes),
-            st.reclaim_held_nodes
-        );
-        println!(
-            "  huge : {} blocks, {:.1} MiB; misuse detected: {}",
-            st.huge_blocks,
-            mib(st.huge_bytes),
-            st.misuse
-        );
-        let busiest: Vec<String> = {
-            let mut cs: Vec<_> = st.small.iter().filter(|c| c.spans > 0).collect();
-            cs.sort_by_key(|c| std::cmp::Reverse(c.spans));
-            cs.iter()
-                .take(5)
-                .map(|c| format!("{} B: {} spans", c.size, c.spans))
-                .collect()
-        };
-        println!("  classes holding the most spans: {}", busiest.join(", "));
+        println!("vvmalloc's heap at the end of its last run (after trim):");
+        for line in &stats {
+            println!("  {line}");
+        }
     }
 }
