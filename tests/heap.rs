@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use vvmalloc::heap::{BTreeIndex, FreeIndex, HeapConfig, ListIndex, SkipIndex, HUGE_MIN};
+use vvmalloc::reclaim::Hazard;
 use vvmalloc::Heap;
 
 fn small_heap<I: FreeIndex>() -> Heap<I> {
@@ -469,6 +470,16 @@ proptest! {
     #[test]
     fn prop_list_index(ops in prop::collection::vec(op(), 1..150), local: bool) {
         run_ops::<ListIndex>(&ops, local)?;
+    }
+
+    #[test]
+    fn prop_skip_index_hazard(ops in prop::collection::vec(op(), 1..150), local: bool) {
+        run_ops::<SkipIndex<Hazard>>(&ops, local)?;
+    }
+
+    #[test]
+    fn prop_list_index_hazard(ops in prop::collection::vec(op(), 1..150), local: bool) {
+        run_ops::<ListIndex<Hazard>>(&ops, local)?;
     }
 
     #[test]

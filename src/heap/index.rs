@@ -22,6 +22,7 @@ use core::ops::Bound::{Included, Unbounded};
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 
+use crate::reclaim::{Epoch, Reclaim};
 use crate::{ListSet, SkipSet};
 
 /// A concurrent set of free blocks `[addr, addr + size)` with claim-by-removal.
@@ -30,6 +31,10 @@ use crate::{ListSet, SkipSet};
 pub trait FreeIndex: Send + Sync + Sized + 'static {
     /// A short name for tables and reports.
     const NAME: &'static str;
+
+    /// The reclamation scheme of the index's nodes ([`Reclaim::NAME`]), or
+    /// `"mutex"` for an index without one.
+    const SCHEME: &'static str;
 
     /// An empty index.
     fn new() -> Self;
@@ -77,26 +82,45 @@ pub trait FreeIndex: Send + Sync + Sized + 'static {
 /// The default index: best fit over lock-free skip lists. See the
 /// [module documentation](self).
 #[derive(Debug)]
-pub struct SkipIndex {
+///
+/// `R` is the skip lists' reclamation scheme ([`Epoch`] by default, or
+/// [`Hazard`](crate::reclaim::Hazard)), in its process-wide domain.
+pub struct SkipIndex<R: Reclaim = Epoch> {
     /// Authoritative: `(size, addr)`; a ceiling search is best fit.
-    by_size: SkipSet<(usize, usize)>,
+    by_size: SkipSet<(usize, usize), R>,
     /// Hints for coalescing: `(addr, size)`.
-    by_addr: SkipSet<(usize, usize)>,
+    by_addr: SkipSet<(usize, usize), R>,
 }
 
 impl SkipIndex {
-    /// An empty index (a `const fn` except under `cfg(loom)`).
+    /// An empty index with the default scheme, [`Epoch`] (a `const fn`
+    /// except under `cfg(loom)`).
     #[cfg(not(loom))]
     pub const fn new() -> Self {
-        Self {
-            by_size: SkipSet::new(),
-            by_addr: SkipSet::new(),
-        }
+        Self::with_scheme()
     }
 
-    /// An empty index.
+    /// An empty index with the default scheme, [`Epoch`].
     #[cfg(loom)]
     pub fn new() -> Self {
+        Self::with_scheme()
+    }
+}
+
+impl<R: Reclaim> SkipIndex<R> {
+    /// An empty index whose nodes use the scheme `R` (a `const fn` except
+    /// under `cfg(loom)`).
+    #[cfg(not(loom))]
+    pub const fn with_scheme() -> Self {
+        Self {
+            by_size: SkipSet::new(),
+            by_addr: SkipSet::new(),
+        }
+    }
+
+    /// An empty index whose nodes use the scheme `R`.
+    #[cfg(loom)]
+    pub fn with_scheme() -> Self {
         Self {
             by_size: SkipSet::new(),
             by_addr: SkipSet::new(),
@@ -104,20 +128,22 @@ impl SkipIndex {
     }
 }
 
-impl Default for SkipIndex {
+impl<R: Reclaim> Default for SkipIndex<R> {
     fn default() -> Self {
-        Self::new()
+        Self::with_scheme()
     }
 }
 
-impl FreeIndex for SkipIndex {
+impl<R: Reclaim> FreeIndex for SkipIndex<R> {
     const NAME: &'static str = "skiplist";
+    const SCHEME: &'static str = R::NAME;
 
     fn held_back(&self) -> usize {
-        crate::reclaim::held_back::<crate::reclaim::Epoch>()
+        crate::reclaim::held_back::<R>()
     }
+
     fn new() -> Self {
-        SkipIndex::new()
+        Self::with_scheme()
     }
 
     fn insert(&self, addr: usize, size: usize) {
@@ -169,42 +195,63 @@ impl FreeIndex for SkipIndex {
 /// Address-ordered first fit over one lock-free Harris-Michael list: the
 /// classic free list, made lock-free. See the [module documentation](self).
 #[derive(Debug)]
-pub struct ListIndex {
-    by_addr: ListSet<(usize, usize)>,
+///
+/// `R` is the list's reclamation scheme ([`Epoch`] by default, or
+/// [`Hazard`](crate::reclaim::Hazard)), in its process-wide domain.
+pub struct ListIndex<R: Reclaim = Epoch> {
+    by_addr: ListSet<(usize, usize), R>,
 }
 
 impl ListIndex {
-    /// An empty index (a `const fn` except under `cfg(loom)`).
+    /// An empty index with the default scheme, [`Epoch`] (a `const fn`
+    /// except under `cfg(loom)`).
     #[cfg(not(loom))]
     pub const fn new() -> Self {
-        Self {
-            by_addr: ListSet::new(),
-        }
+        Self::with_scheme()
     }
 
-    /// An empty index.
+    /// An empty index with the default scheme, [`Epoch`].
     #[cfg(loom)]
     pub fn new() -> Self {
+        Self::with_scheme()
+    }
+}
+
+impl<R: Reclaim> ListIndex<R> {
+    /// An empty index whose nodes use the scheme `R` (a `const fn` except
+    /// under `cfg(loom)`).
+    #[cfg(not(loom))]
+    pub const fn with_scheme() -> Self {
+        Self {
+            by_addr: ListSet::new(),
+        }
+    }
+
+    /// An empty index whose nodes use the scheme `R`.
+    #[cfg(loom)]
+    pub fn with_scheme() -> Self {
         Self {
             by_addr: ListSet::new(),
         }
     }
 }
 
-impl Default for ListIndex {
+impl<R: Reclaim> Default for ListIndex<R> {
     fn default() -> Self {
-        Self::new()
+        Self::with_scheme()
     }
 }
 
-impl FreeIndex for ListIndex {
+impl<R: Reclaim> FreeIndex for ListIndex<R> {
     const NAME: &'static str = "list";
+    const SCHEME: &'static str = R::NAME;
 
     fn held_back(&self) -> usize {
-        crate::reclaim::held_back::<crate::reclaim::Epoch>()
+        crate::reclaim::held_back::<R>()
     }
+
     fn new() -> Self {
-        ListIndex::new()
+        Self::with_scheme()
     }
 
     fn insert(&self, addr: usize, size: usize) {
@@ -291,6 +338,7 @@ impl BTreeIndex {
 
 impl FreeIndex for BTreeIndex {
     const NAME: &'static str = "btree-mutex";
+    const SCHEME: &'static str = "mutex";
 
     fn new() -> Self {
         BTreeIndex::new()
