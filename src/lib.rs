@@ -51,6 +51,7 @@ pub mod reclaim;
 pub mod skiplist;
 pub mod stack;
 mod sync;
+pub mod trace;
 
 pub use heap::{Heap, VvMalloc};
 pub use intrusive::IntrusiveStack;

@@ -147,7 +147,13 @@ impl AtomicU128 {
 pub(crate) mod plain {
     /// A cell for state owned by one thread (a thread cache): nothing to model.
     pub(crate) use core::cell::UnsafeCell as PlainUnsafeCell;
+    #[cfg_attr(loom, allow(unused_imports))]
+    pub(crate) use core::sync::atomic::AtomicU64;
     pub(crate) use core::sync::atomic::{
         AtomicBool, AtomicIsize, AtomicPtr, AtomicU32, AtomicUsize, Ordering,
     };
+    /// Real threads, for tools that run outside any model (the trace
+    /// replayer).
+    #[cfg_attr(loom, allow(unused_imports))]
+    pub(crate) use std::thread::{park_timeout, scope, yield_now};
 }
