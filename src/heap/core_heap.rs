@@ -101,6 +101,31 @@ struct Batch {
     count: UnsafeCell<usize>,
 }
 
+/// Counts a large operation in flight for as long as it lives (see
+/// `Core::large_in_flight`).
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn new(c: &'a AtomicUsize) -> Self {
+        // SeqCst: a heuristic counter read by `alloc_large` after its failed
+        // search; the strongest order keeps the reasoning simple and this
+        // is the large path, off the fast path.
+        c.fetch_add(1, Ordering::SeqCst);
+        InFlight(c)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        // SeqCst: as in `new`.
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// How many times `alloc_large` searches the index again, while other large
+/// operations hold runs, before it maps a new region.
+const LARGE_RETRIES: usize = 64;
+
 /// The next block of a free chain, stored in the block's first word.
 ///
 /// # Safety
@@ -222,6 +247,9 @@ pub(crate) struct Core {
     large_in_use: AtomicUsize,
     large_free: AtomicUsize,
     large_freed_since_purge: AtomicUsize,
+    /// Large operations that may hold free runs out of the index for a
+    /// moment (claimed to split, coalesce or purge, not yet returned).
+    large_in_flight: AtomicUsize,
     last_purge_ms: AtomicUsize,
     last_scavenge_ms: AtomicUsize,
     huge_blocks: AtomicUsize,
@@ -291,6 +319,7 @@ macro_rules! core_new {
             large_in_use: AtomicUsize::new(0),
             large_free: AtomicUsize::new(0),
             large_freed_since_purge: AtomicUsize::new(0),
+            large_in_flight: AtomicUsize::new(0),
             last_purge_ms: AtomicUsize::new(0),
             last_scavenge_ms: AtomicUsize::new(0),
             huge_blocks: AtomicUsize::new(0),
@@ -1421,7 +1450,27 @@ impl<I: FreeIndex> Heap<I> {
         };
         let n = size.next_multiple_of(PAGE);
         let need = if align > PAGE { n + align - PAGE } else { n };
-        let (addr, got, fresh) = match self.index.take_fit(need) {
+        // While another thread splits or coalesces, the runs it claimed are
+        // out of the index: a failed search then is not a full heap. Without
+        // the retries, two threads sharing a few big runs would map a new
+        // region at almost every collision (measured: +400 MiB of address
+        // space per pass of a 2-thread large-block trace, for nothing).
+        let _busy = InFlight::new(&core.large_in_flight);
+        let mut retries = 0;
+        let found = loop {
+            match self.index.take_fit(need) {
+                Some(b) => break Some(b),
+                // SeqCst: see `InFlight`. More than us: someone holds runs.
+                None if retries < LARGE_RETRIES
+                    && core.large_in_flight.load(Ordering::SeqCst) > 1 =>
+                {
+                    retries += 1;
+                    crate::sync::thread::yield_now();
+                }
+                None => break None,
+            }
+        };
+        let (addr, got, fresh) = match found {
             Some((a, s)) => {
                 // Relaxed: a statistic.
                 core.large_free.fetch_sub(s, Ordering::Relaxed);
@@ -1458,6 +1507,7 @@ impl<I: FreeIndex> Heap<I> {
     /// neighbours; purges the free runs when there are too many free bytes.
     fn free_run(&self, data: *mut u8, mut addr: usize, mut size: usize) {
         let core = &self.core;
+        let busy = InFlight::new(&core.large_in_flight);
         if let Some(rs) = self.index.find_at(addr + size) {
             if self.index.take_exact(addr + size, rs) {
                 // Relaxed: a statistic.
@@ -1477,6 +1527,7 @@ impl<I: FreeIndex> Heap<I> {
         // Relaxed: a statistic, and the purge's trigger.
         let free = core.large_free.fetch_add(size, Ordering::Relaxed) + size;
         self.index.insert(addr, size);
+        drop(busy);
         // Relaxed: a heuristic trigger.
         let freed = core
             .large_freed_since_purge
@@ -1557,6 +1608,7 @@ impl<I: FreeIndex> Heap<I> {
             return true;
         }
         let want = new - old;
+        let _busy = InFlight::new(&core.large_in_flight);
         match self.index.find_at(addr + old) {
             Some(rs) if rs >= want && self.index.take_exact(addr + old, rs) => {
                 // Relaxed: statistics.
@@ -1581,6 +1633,7 @@ impl<I: FreeIndex> Heap<I> {
         if data.is_null() {
             return 0;
         }
+        let _busy = InFlight::new(&core.large_in_flight);
         // Claim every run, chaining them through their first pages.
         let mut chain: *mut u8 = ptr::null_mut();
         let mut released = 0;
