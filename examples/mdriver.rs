@@ -42,7 +42,9 @@ REPLAY OPTIONS:
                          glibc, jemalloc, mimalloc
     -t, --threads LIST   replay thread counts, e.g. 1,2,4 [default: 1,2];
                          trace thread t runs on replay thread t % n
-    -p, --passes N       replays of each trace per timed run [default: 10]
+    -p, --passes N       most replays of each trace per timed run [default: 1000]
+        --min-time S     replay again until the timed total reaches S
+                         seconds (or --passes is reached) [default: 0.25]
     -n, --no-validate    skip the validation run (timing runs never validate)
         --csv FILE       write the results as CSV
         --json FILE      write the results as JSON
@@ -113,7 +115,14 @@ EXAMPLES:
 
     /// The child: one run. Prints `p <fraction>` lines, then
     /// `r <ops> <secs> <rss growth> <mapped or -1>` or `e <error>`.
-    fn child(path: &str, alloc: &str, threads: usize, passes: usize, validate: bool) {
+    fn child(
+        path: &str,
+        alloc: &str,
+        threads: usize,
+        passes: usize,
+        min_secs: f64,
+        validate: bool,
+    ) {
         let trace = Trace::read(Path::new(path)).unwrap_or_else(|e| die(&e.to_string()));
         let a = allocator(alloc).unwrap_or_else(|| die(&format!("unknown allocator {alloc}")));
         // Reset the peak resident memory, so that reading the trace does not
@@ -124,6 +133,7 @@ EXAMPLES:
             threads,
             validate,
             passes,
+            min_secs,
             ..Options::default()
         };
         let mut out = std::io::stdout().lock();
@@ -200,6 +210,7 @@ EXAMPLES:
         alloc: &str,
         threads: usize,
         passes: usize,
+        min_secs: f64,
         validate: bool,
         progress: &Progress,
     ) -> Result<(usize, f64, usize, Option<usize>), String> {
@@ -218,6 +229,7 @@ EXAMPLES:
                 alloc,
                 &threads.to_string(),
                 &passes.to_string(),
+                &min_secs.to_string(),
                 if validate { "1" } else { "0" },
             ])
             .stdout(Stdio::piped())
@@ -320,7 +332,8 @@ EXAMPLES:
                 &args[2],
                 args[3].parse().unwrap(),
                 args[4].parse().unwrap(),
-                args[5] == "1",
+                args[5].parse().unwrap(),
+                args[6] == "1",
             );
             return;
         }
@@ -330,7 +343,8 @@ EXAMPLES:
         }
         let mut allocs: Vec<String> = ALL.iter().map(|s| s.to_string()).collect();
         let mut threads = vec![1usize, 2];
-        let mut passes = 10;
+        let mut passes = 1000;
+        let mut min_secs = 0.25;
         let mut validate = true;
         let (mut csv, mut json, mut svg) = (None, None, None);
         let mut traces = Vec::new();
@@ -359,6 +373,7 @@ EXAMPLES:
                 "-p" | "--passes" => {
                     passes = val(i).parse().unwrap_or_else(|_| die("bad --passes"))
                 }
+                "--min-time" => min_secs = val(i).parse().unwrap_or_else(|_| die("bad --min-time")),
                 "-n" | "--no-validate" => {
                     validate = false;
                     i += 1;
@@ -401,7 +416,7 @@ EXAMPLES:
             for &t in &threads {
                 for a in &allocs {
                     if validate {
-                        let r = spawn(path, a, t, 1, true, &progress);
+                        let r = spawn(path, a, t, 1, 0.0, true, &progress);
                         progress.run += 1;
                         if let Err(e) = r {
                             failures.push(format!("{}: validation: {e}", path.display()));
@@ -409,7 +424,7 @@ EXAMPLES:
                             continue;
                         }
                     }
-                    match spawn(path, a, t, passes, false, &progress) {
+                    match spawn(path, a, t, passes, min_secs, false, &progress) {
                         Ok((ops, secs, rss, mapped)) => rows.push(Row {
                             trace: path
                                 .file_stem()
@@ -567,7 +582,7 @@ EXAMPLES:
         let bar_w = group_w * 0.8 / allocs.len().max(1) as f64;
         // log2 scale from 1/16x to 16x.
         let y = |ratio: f64| {
-            let l = ratio.max(1.0 / 16.0).min(16.0).log2();
+            let l = ratio.clamp(1.0 / 16.0, 16.0).log2();
             top_m + plot_h * (1.0 - (l + 4.0) / 8.0)
         };
         let mut s = format!(

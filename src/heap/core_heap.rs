@@ -1508,14 +1508,27 @@ impl<I: FreeIndex> Heap<I> {
     fn free_run(&self, data: *mut u8, mut addr: usize, mut size: usize) {
         let core = &self.core;
         let busy = InFlight::new(&core.large_in_flight);
-        if let Some(rs) = self.index.find_at(addr + size) {
+        // Runs grow by coalescing up to a region's size and no further: one
+        // giant run would be hidden from every other thread whenever one
+        // thread splits it (see `alloc_large`), and a failed search maps a
+        // new region.
+        let cap = self.region_bytes();
+        if let Some(rs) = self
+            .index
+            .find_at(addr + size)
+            .filter(|&rs| size + rs <= cap)
+        {
             if self.index.take_exact(addr + size, rs) {
                 // Relaxed: a statistic.
                 core.large_free.fetch_sub(rs, Ordering::Relaxed);
                 size += rs;
             }
         }
-        if let Some((la, ls)) = self.index.floor(addr - 1) {
+        if let Some((la, ls)) = self
+            .index
+            .floor(addr - 1)
+            .filter(|&(_, ls)| size + ls <= cap)
+        {
             if la + ls == addr && self.index.take_exact(la, ls) {
                 // Relaxed: a statistic.
                 core.large_free.fetch_sub(ls, Ordering::Relaxed);

@@ -162,13 +162,22 @@ pub struct Options {
     /// Replay threads; the trace's thread `t` runs on replay thread
     /// `t % threads`. 0 means one per thread of the trace.
     pub threads: usize,
-    /// Check every block (see the [module documentation](self)).
+    /// Check every block (see the [module documentation](self)). Without
+    /// it, each block still gets one byte written per 4 KiB page (and its
+    /// last byte), as a program using the memory would, so that resident
+    /// memory means something.
     pub validate: bool,
     /// The alignment every block is asked for (a power of two).
     pub align: usize,
     /// How many times to replay the trace (blocks the trace leaves
-    /// allocated are freed after each pass, untimed).
+    /// allocated are freed after each pass, untimed); at most, see
+    /// `min_secs`.
     pub passes: usize,
+    /// Stop after the first pass that brings the timed total to this many
+    /// seconds (0: run every pass), as the malloc lab's timer does: short
+    /// traces are replayed until the measurement is long enough to mean
+    /// something, long ones once.
+    pub min_secs: f64,
 }
 
 impl Default for Options {
@@ -180,6 +189,7 @@ impl Default for Options {
             validate: true,
             align: 16,
             passes: 1,
+            min_secs: 0.0,
         }
     }
 }
@@ -277,6 +287,23 @@ unsafe fn check(p: *const u8, key: u64, len: usize) -> Option<usize> {
         // SAFETY: `i < len` (contract).
         unsafe { p.add(i).read() != word(key, i / 8).to_le_bytes()[i % 8] }
     })
+}
+
+/// Writes one byte per page of `[from, to)` of the block at `p`, and its
+/// last byte.
+///
+/// # Safety
+///
+/// `p` is valid for writes of `to` bytes.
+unsafe fn touch(p: *mut u8, from: usize, to: usize) {
+    for off in (from..to).step_by(4096) {
+        // SAFETY: `off < to` (contract).
+        unsafe { p.add(off).write(1) };
+    }
+    if to > from {
+        // SAFETY: as above.
+        unsafe { p.add(to - 1).write(2) };
+    }
 }
 
 /// State shared by the replay threads.
@@ -392,6 +419,9 @@ impl Shared<'_> {
                     }
                     // SAFETY: a fresh block of `op.size` bytes.
                     unsafe { fill(p, key, 0, op.size) };
+                } else {
+                    // SAFETY: as above.
+                    unsafe { touch(p, 0, op.size) };
                 }
                 // Relaxed: published to other threads by the `done` store.
                 self.ptrs[id].store(p, plain::Ordering::Relaxed);
@@ -446,6 +476,9 @@ impl Shared<'_> {
                     }
                     // SAFETY: `q` has `op.size` bytes.
                     unsafe { fill(q, k, kept, op.size) };
+                } else {
+                    // SAFETY: as above.
+                    unsafe { touch(q, op.old_size.min(op.size), op.size) };
                 }
                 // Relaxed: as for the allocation's store.
                 self.ptrs[id].store(q, plain::Ordering::Relaxed);
@@ -455,10 +488,18 @@ impl Shared<'_> {
     }
 
     /// One replay thread's share of one pass.
-    /// Returns when it finished.
-    fn worker(&self, alloc: &dyn ReplayAlloc, mine: &[u32], pass: u64, start: &Barrier) -> Instant {
+    /// Returns when it started and finished (its own clock readings: the
+    /// thread that spawned it may be descheduled at the start line).
+    fn worker(
+        &self,
+        alloc: &dyn ReplayAlloc,
+        mine: &[u32],
+        pass: u64,
+        start: &Barrier,
+    ) -> (Instant, Instant) {
         let mut a = alloc.thread();
         start.wait();
+        let t0 = Instant::now();
         let ops = self.trace.ops();
         for (n, &i) in mine.iter().enumerate() {
             let op = &ops[i as usize];
@@ -469,7 +510,7 @@ impl Shared<'_> {
                 while self.done[op.id as usize].load(plain::Ordering::Acquire) != op.seq {
                     // Relaxed: see `fail`.
                     if self.abort.load(plain::Ordering::Relaxed) {
-                        return Instant::now();
+                        return (t0, Instant::now());
                     }
                     spins += 1;
                     if spins < 64 {
@@ -481,7 +522,7 @@ impl Shared<'_> {
             }
             let key = (pass << 40) ^ (op.line as u64) ^ ((op.id as u64) << 20);
             if !self.run(&mut *a, op, key) {
-                return Instant::now();
+                return (t0, Instant::now());
             }
             if op.signals {
                 // Release: publishes this request's effects (the block's
@@ -493,11 +534,11 @@ impl Shared<'_> {
                 self.progress.fetch_add(1024, plain::Ordering::Relaxed);
                 // Relaxed: see `fail`.
                 if self.abort.load(plain::Ordering::Relaxed) {
-                    return Instant::now();
+                    return (t0, Instant::now());
                 }
             }
         }
-        Instant::now()
+        (t0, Instant::now())
     }
 }
 
@@ -550,7 +591,12 @@ pub fn replay_with_progress(
     }
     let total = (trace.ops().len() * opts.passes).max(1);
     let mut elapsed = Duration::ZERO;
+    let mut passes = 0;
     for pass in 0..opts.passes {
+        if passes > 0 && elapsed.as_secs_f64() >= opts.min_secs {
+            break;
+        }
+        passes += 1;
         for d in &s.done {
             // Relaxed: the threads of the previous pass were joined.
             d.store(0, plain::Ordering::Relaxed);
@@ -565,17 +611,22 @@ pub fn replay_with_progress(
                 })
                 .collect();
             start.wait();
-            let t0 = Instant::now();
             while !handles.iter().all(|h| h.is_finished()) {
                 plain::park_timeout(Duration::from_millis(50));
                 // Relaxed: a progress counter.
                 let done = pass * trace.ops().len() + s.progress.load(plain::Ordering::Relaxed);
                 progress(done as f64 / total as f64);
             }
-            let ends = handles
+            let times: Vec<(Instant, Instant)> = handles
                 .into_iter()
-                .map(|h| h.join().expect("a replay thread panicked"));
-            (t0, ends.max().unwrap_or(t0))
+                .map(|h| h.join().expect("a replay thread panicked"))
+                .collect();
+            let t0 = times
+                .iter()
+                .map(|t| t.0)
+                .min()
+                .expect("one thread at least");
+            (t0, times.iter().map(|t| t.1).max().unwrap_or(t0))
         });
         // Relaxed: the threads were joined.
         s.progress.store(0, plain::Ordering::Relaxed);
@@ -602,7 +653,7 @@ pub fn replay_with_progress(
     }
     progress(1.0);
     Ok(Report {
-        ops: trace.ops().len() * opts.passes,
+        ops: trace.ops().len() * passes,
         secs: elapsed.as_secs_f64(),
         threads: opts.threads,
         peak_live: trace.peak_live(),
