@@ -48,7 +48,11 @@ REPLAY OPTIONS:
     -n, --no-validate    skip the validation run (timing runs never validate)
         --csv FILE       write the results as CSV
         --json FILE      write the results as JSON
-        --svg FILE       plot throughput relative to glibc (SVG)
+        --svg FILE       plot throughput relative to the baseline (SVG), at
+                         the highest thread count
+        --baseline NAME  the allocator the plot's ratios are to [default: glibc]
+        --from-csv FILE  run nothing: read the rows of an earlier --csv
+                         (filtered by -a and -t) and write --svg etc.
     -h, --help           this text
 
 Each (trace, allocator, threads) runs in a child process of its own: first
@@ -347,6 +351,9 @@ EXAMPLES:
         let mut min_secs = 0.25;
         let mut validate = true;
         let (mut csv, mut json, mut svg) = (None, None, None);
+        let mut baseline = "glibc".to_string();
+        let mut from_csv = None;
+        let mut threads_given = false;
         let mut traces = Vec::new();
         let mut i = 0;
         while i < args.len() {
@@ -362,6 +369,7 @@ EXAMPLES:
                 }
                 "-a" | "--alloc" => allocs = list(&val(i)),
                 "-t" | "--threads" => {
+                    threads_given = true;
                     threads = list(&val(i))
                         .iter()
                         .map(|t| match t.parse() {
@@ -382,6 +390,8 @@ EXAMPLES:
                 "--csv" => csv = Some(val(i)),
                 "--json" => json = Some(val(i)),
                 "--svg" => svg = Some(val(i)),
+                "--baseline" => baseline = val(i),
+                "--from-csv" => from_csv = Some(val(i)),
                 a if a.starts_with('-') => die(&format!("unknown option {a} (see --help)")),
                 t => {
                     traces.push(PathBuf::from(t));
@@ -390,6 +400,30 @@ EXAMPLES:
                 }
             }
             i += 2;
+        }
+        if let Some(f) = from_csv {
+            let text = std::fs::read_to_string(&f).unwrap_or_else(|e| die(&format!("{f}: {e}")));
+            let rows: Vec<Row> = text
+                .lines()
+                .skip(1)
+                .enumerate()
+                .map(|(n, l)| {
+                    row_of_csv(l).unwrap_or_else(|| {
+                        die(&format!("{f}:{}: not a row of mdriver's CSV", n + 2))
+                    })
+                })
+                .filter(|r| {
+                    allocs.contains(&r.alloc) && (!threads_given || threads.contains(&r.threads))
+                })
+                .collect();
+            print_table(&rows, None);
+            if let Some(f) = json {
+                write_file(&f, &to_json(&rows));
+            }
+            if let Some(f) = svg {
+                write_file(&f, &to_svg(&rows, &baseline));
+            }
+            return;
         }
         if traces.is_empty() {
             die("no trace given (see --help; `mdriver gen` makes some)");
@@ -448,7 +482,7 @@ EXAMPLES:
         if progress.tty {
             eprint!("\r{:<100}\r", "");
         }
-        print_table(&rows, validate);
+        print_table(&rows, Some(validate));
         if let Some(f) = csv {
             write_file(&f, &to_csv(&rows));
         }
@@ -456,7 +490,7 @@ EXAMPLES:
             write_file(&f, &to_json(&rows));
         }
         if let Some(f) = svg {
-            write_file(&f, &to_svg(&rows));
+            write_file(&f, &to_svg(&rows, &baseline));
         }
         if !failures.is_empty() {
             for f in &failures {
@@ -482,7 +516,7 @@ EXAMPLES:
             .map(Row::mops)
     }
 
-    fn print_table(rows: &[Row], validated: bool) {
+    fn print_table(rows: &[Row], validated: Option<bool>) {
         println!(
             "| trace | threads | allocator | Mops/s | vs glibc | peak RSS growth (MiB) | heap mapped (MiB) | utilization |"
         );
@@ -506,13 +540,32 @@ EXAMPLES:
         }
         println!();
         println!(
-            "{} Utilization = the trace's peak live bytes / the run's peak RSS growth.",
-            if validated {
-                "Every run was validated first (alignment, overlap, contents): no error."
-            } else {
-                "Not validated (--no-validate)."
+            "{}Utilization = the trace's peak live bytes / the run's peak RSS growth.",
+            match validated {
+                Some(true) =>
+                    "Every run was validated first (alignment, overlap, contents): no error. ",
+                Some(false) => "Not validated (--no-validate). ",
+                None => "",
             }
         );
+    }
+
+    /// A row of [`to_csv`]'s output.
+    fn row_of_csv(l: &str) -> Option<Row> {
+        let f: Vec<&str> = l.split(',').collect();
+        if f.len() != 9 {
+            return None;
+        }
+        Some(Row {
+            trace: f[0].to_string(),
+            threads: f[1].parse().ok()?,
+            alloc: f[2].to_string(),
+            ops: f[3].parse().ok()?,
+            secs: f[4].parse().ok()?,
+            rss: f[6].parse().ok()?,
+            mapped: f[7].parse().ok(),
+            peak_live: f[8].parse().ok()?,
+        })
     }
 
     fn to_csv(rows: &[Row]) -> String {
@@ -559,7 +612,7 @@ EXAMPLES:
 
     /// A grouped bar chart: per trace (at the highest thread count), each
     /// allocator's throughput relative to glibc, on a log scale.
-    fn to_svg(rows: &[Row]) -> String {
+    fn to_svg(rows: &[Row], baseline: &str) -> String {
         let top = rows.iter().map(|r| r.threads).max().unwrap_or(1);
         let rows: Vec<&Row> = rows.iter().filter(|r| r.threads == top).collect();
         let mut traces: Vec<&str> = Vec::new();
@@ -580,16 +633,27 @@ EXAMPLES:
         let plot_h = h - top_m - bottom;
         let group_w = (w - left - 20.0) / traces.len().max(1) as f64;
         let bar_w = group_w * 0.8 / allocs.len().max(1) as f64;
-        // log2 scale from 1/16x to 16x.
+        let base_of = |t: &str| {
+            rows.iter()
+                .find(|r| r.trace == t && r.alloc == baseline)
+                .map(|r| r.mops())
+        };
+        let ratio_of = |r: &Row| base_of(&r.trace).map_or(1.0, |b| r.mops() / b);
+        // A log2 scale over the powers of two around every ratio.
+        let (lo, hi) = rows.iter().fold((-1i32, 1i32), |(lo, hi), r| {
+            let l = ratio_of(r).log2();
+            (lo.min(l.floor() as i32), hi.max(l.ceil() as i32))
+        });
+        let span = f64::from(hi - lo);
         let y = |ratio: f64| {
-            let l = ratio.clamp(1.0 / 16.0, 16.0).log2();
-            top_m + plot_h * (1.0 - (l + 4.0) / 8.0)
+            let l = ratio.log2().clamp(f64::from(lo), f64::from(hi));
+            top_m + plot_h * (1.0 - (l - f64::from(lo)) / span)
         };
         let mut s = format!(
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"{}\" y=\"20\" text-anchor=\"middle\" font-size=\"14\">Throughput relative to glibc, {top} thread(s) (log scale; mdriver)</text>\n",
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"{}\" y=\"20\" text-anchor=\"middle\" font-size=\"14\">Throughput relative to {baseline}, {top} thread(s) (log scale; mdriver)</text>\n",
             w / 2.0
         );
-        for e in -4..=4 {
+        for e in lo..=hi {
             let r = 2f64.powi(e);
             let yy = y(r);
             s += &format!(
@@ -603,18 +667,14 @@ EXAMPLES:
         }
         for (g, t) in traces.iter().enumerate() {
             let x0 = left + g as f64 * group_w + group_w * 0.1;
-            let glibc = rows
-                .iter()
-                .find(|r| r.trace == *t && r.alloc == "glibc")
-                .map(|r| r.mops());
             for (k, a) in allocs.iter().enumerate() {
                 let Some(r) = rows.iter().find(|r| r.trace == *t && r.alloc == *a) else {
                     continue;
                 };
-                let ratio = glibc.map_or(1.0, |g| r.mops() / g);
+                let ratio = ratio_of(r);
                 let (y1, y0) = (y(ratio), y(1.0));
                 s += &format!(
-                    "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{}\"><title>{a} on {t}: {ratio:.2}x glibc</title></rect>\n",
+                    "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{}\"><title>{a} on {t}: {ratio:.2}x {baseline}</title></rect>\n",
                     x0 + k as f64 * bar_w,
                     y1.min(y0),
                     bar_w * 0.9,

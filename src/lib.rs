@@ -26,6 +26,15 @@
 //! assert_eq!(fast.pop().unwrap() + bounded.pop().unwrap(), 3);
 //! ```
 //!
+//! # The allocator and its tools
+//!
+//! - [`heap`]: size-class heaps built from these structures: [`Heap`]
+//!   instances and the [`VvMalloc`] global allocator.
+//! - [`intrusive`]: the ABA-safe intrusive stack of the allocator's
+//!   central heaps.
+//! - [`trace`]: malloc-lab style allocation traces, a seeded generator and a
+//!   validating replayer against any allocator (the `mdriver` example).
+//!
 //! # Reclamation
 //!
 //! A node unlinked by one thread may still be read by another, so it can only

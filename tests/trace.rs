@@ -329,3 +329,43 @@ fn bad_options_and_failed_allocations_are_errors() {
         "huge.rep:1: allocation of 1099511627776 bytes failed"
     );
 }
+
+/// The shipped trace set (`traces/`) is what `mdriver gen` makes with its
+/// defaults (seed 1, 4 threads, 30000 requests), parses, and replays with
+/// validation on vvmalloc's process heap and a heap instance.
+#[test]
+fn the_shipped_traces_are_reproducible_and_replay_cleanly() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("traces");
+    for w in Workload::ALL {
+        let path = dir.join(format!("{}.rep", w.name()));
+        let shipped = std::fs::read_to_string(&path).unwrap();
+        let body: String = shipped
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let t = Trace::read(&path).unwrap();
+        assert_eq!(
+            body,
+            generate(w, 1, 4, 30_000).to_text(),
+            "{}",
+            path.display()
+        );
+        assert_eq!(t.threads(), 4);
+        if cfg!(miri) || w == Workload::LargeFrag {
+            // Validating 30000 large blocks writes and reads gigabytes: the
+            // CLI does that (see the README), not the test suite.
+            continue;
+        }
+        let opts = Options {
+            threads: 2,
+            ..Options::default()
+        };
+        for a in [
+            Box::new(Global::new("vvmalloc", VvMalloc::new())) as Box<dyn ReplayAlloc>,
+            Box::new(Heap::<SkipIndex>::new()),
+        ] {
+            replay(&t, &*a, &opts).unwrap_or_else(|e| panic!("{}: {e}", a.name()));
+        }
+    }
+}
