@@ -316,6 +316,19 @@ fn bad_options_and_failed_allocations_are_errors() {
         e.unwrap_err().to_string(),
         "t.rep:0: alignment 24 is not a power of two"
     );
+    // `min_secs` stops after the pass that reaches it; 0 runs every pass.
+    let g = Global::new("glibc", System);
+    let once = Options {
+        passes: 50,
+        min_secs: 1e-12,
+        ..Options::default()
+    };
+    assert_eq!(replay(&t, &g, &once).unwrap().ops, 2);
+    let all = Options {
+        passes: 5,
+        ..Options::default()
+    };
+    assert_eq!(replay(&t, &g, &all).unwrap().ops, 10);
     // A request no allocator can serve: an error, not a crash.
     let t = Trace::parse("huge.rep", "a 0 1099511627776\nf 0\n").unwrap();
     let tiny: Heap = Heap::with_config(HeapConfig {

@@ -593,7 +593,7 @@ pub fn replay_with_progress(
     let mut elapsed = Duration::ZERO;
     let mut passes = 0;
     for pass in 0..opts.passes {
-        if passes > 0 && elapsed.as_secs_f64() >= opts.min_secs {
+        if passes > 0 && opts.min_secs > 0.0 && elapsed.as_secs_f64() >= opts.min_secs {
             break;
         }
         passes += 1;
