@@ -132,7 +132,9 @@ EXAMPLES:
         // Reset the peak resident memory, so that reading the trace does not
         // count (Linux 4.0 and later; else the peak includes it).
         let _ = std::fs::write("/proc/self/clear_refs", "5");
-        let base = status_kib("VmRSS:") * 1024;
+        // The baseline comes at the replayer's first progress call, once its
+        // own bookkeeping is allocated.
+        let mut base = None;
         let opts = Options {
             threads,
             validate,
@@ -142,6 +144,7 @@ EXAMPLES:
         };
         let mut out = std::io::stdout().lock();
         let r = replay_with_progress(&trace, &*a, &opts, |f| {
+            base.get_or_insert_with(|| status_kib("VmRSS:") * 1024);
             let _ = writeln!(out, "p {f}");
             let _ = out.flush();
         });
@@ -157,7 +160,7 @@ EXAMPLES:
                     "r {} {} {} {}",
                     r.ops,
                     r.secs,
-                    hwm.saturating_sub(base),
+                    hwm.saturating_sub(base.unwrap_or(0)),
                     mapped.map_or(-1, |m| m as i64)
                 );
             }
@@ -401,6 +404,11 @@ EXAMPLES:
             }
             i += 2;
         }
+        if !allocs.contains(&baseline) && svg.is_some() {
+            die(&format!(
+                "the plot's baseline {baseline} is not among the allocators (-a)"
+            ));
+        }
         if let Some(f) = from_csv {
             let text = std::fs::read_to_string(&f).unwrap_or_else(|e| die(&format!("{f}: {e}")));
             let rows: Vec<Row> = text
@@ -416,7 +424,7 @@ EXAMPLES:
                     allocs.contains(&r.alloc) && (!threads_given || threads.contains(&r.threads))
                 })
                 .collect();
-            print_table(&rows, None);
+            print_table(&rows, "");
             if let Some(f) = json {
                 write_file(&f, &to_json(&rows));
             }
@@ -482,7 +490,16 @@ EXAMPLES:
         if progress.tty {
             eprint!("\r{:<100}\r", "");
         }
-        print_table(&rows, Some(validate));
+        print_table(
+            &rows,
+            if !failures.is_empty() {
+                "Some runs failed (the errors follow). "
+            } else if validate {
+                "Every run was validated first (alignment, overlap, contents): no error. "
+            } else {
+                "Not validated (--no-validate). "
+            },
+        );
         if let Some(f) = csv {
             write_file(&f, &to_csv(&rows));
         }
@@ -516,7 +533,7 @@ EXAMPLES:
             .map(Row::mops)
     }
 
-    fn print_table(rows: &[Row], validated: Option<bool>) {
+    fn print_table(rows: &[Row], footer: &str) {
         println!(
             "| trace | threads | allocator | Mops/s | vs glibc | peak RSS growth (MiB) | heap mapped (MiB) | utilization |"
         );
@@ -541,12 +558,7 @@ EXAMPLES:
         println!();
         println!(
             "{}Utilization = the trace's peak live bytes / the run's peak RSS growth.",
-            match validated {
-                Some(true) =>
-                    "Every run was validated first (alignment, overlap, contents): no error. ",
-                Some(false) => "Not validated (--no-validate). ",
-                None => "",
-            }
+            footer
         );
     }
 

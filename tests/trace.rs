@@ -71,7 +71,7 @@ fn malformed_traces_are_rejected_with_file_line_and_problem() {
     );
     assert_eq!(
         err("a 0 16\na 0 8\n"),
-        "t.rep:2: a 0 8: block 0 is already allocated (line 1)"
+        "t.rep:2: a 0 8: block 0 is already allocated (last request at line 1)"
     );
     assert_eq!(err("r 3 16\n"), "t.rep:1: r 3 16: block 3 is not allocated");
     assert_eq!(
@@ -105,6 +105,10 @@ fn malformed_traces_are_rejected_with_file_line_and_problem() {
     assert_eq!(
         err("1\n2\n3\n4\n5\na 0 1\n"),
         "t.rep:5: 5: more than 4 header lines (a request is `a id size`, `f id` or `r id size`)"
+    );
+    assert_eq!(
+        err("a 0 1\n@3\n"),
+        "t.rep:2: @3: expected a request before `@3`"
     );
     let missing = Trace::read(std::path::Path::new("/nonexistent/x.rep")).unwrap_err();
     assert!(
@@ -314,7 +318,7 @@ fn bad_options_and_failed_allocations_are_errors() {
     );
     assert_eq!(
         e.unwrap_err().to_string(),
-        "t.rep:0: alignment 24 is not a power of two"
+        "t.rep:0: alignment 24 is not a power of two below 2^40"
     );
     // `min_secs` stops after the pass that reaches it; 0 runs every pass.
     let g = Global::new("glibc", System);
@@ -381,4 +385,39 @@ fn the_shipped_traces_are_reproducible_and_replay_cleanly() {
             replay(&t, &*a, &opts).unwrap_or_else(|e| panic!("{}: {e}", a.name()));
         }
     }
+}
+
+/// An allocator that panics on its third allocation.
+struct Panics(AtomicUsize);
+
+// SAFETY: forwards to `System`, or panics before allocating.
+unsafe impl GlobalAlloc for Panics {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        assert!(
+            self.0.fetch_add(1, Ordering::SeqCst) != 2,
+            "the allocator panics"
+        );
+        // SAFETY: the caller's contract.
+        unsafe { System.alloc(l) }
+    }
+
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: the caller's contract.
+        unsafe { System.dealloc(p, l) }
+    }
+}
+
+/// A replay thread that panics must not leave the others waiting for its
+/// requests: the replay ends, passing the panic on.
+#[test]
+fn a_panicking_allocator_does_not_hang_the_replay() {
+    // Thread 1 frees what thread 0 allocates, so it waits on thread 0.
+    let t = Trace::parse("p.rep", "a 0 8\nf 0 @1\na 1 8\nf 1 @1\na 2 8\nf 2 @1\n").unwrap();
+    let a = Global::new("panics", Panics(AtomicUsize::new(0)));
+    let opts = Options {
+        threads: 2,
+        ..Options::default()
+    };
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| replay(&t, &a, &opts)));
+    assert!(r.is_err(), "the panic is passed on");
 }

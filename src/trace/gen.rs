@@ -34,11 +34,11 @@ pub enum Workload {
     /// small, a few large), 256 blocks per thread freed at random.
     PowerLaw,
     /// Realloc growth: blocks grow from 16-32 bytes by half their size per
-    /// `realloc` up to 1 MiB, then are freed.
+    /// `realloc` until they pass 1 MiB (up to 1.5 MiB), then are freed.
     Realloc,
     /// Producer/consumer: threads in pairs; the producer allocates 16-256
-    /// byte blocks, the consumer frees each about 64 requests later (one
-    /// thread: it frees its own).
+    /// byte blocks, the consumer frees each 65 of the producer's allocations
+    /// later (one thread: it frees its own).
     ProducerConsumer,
     /// Large-block fragmentation: 32 KiB to 4 MiB blocks, freed in an
     /// order that leaves holes, then asked for in sizes that fit them

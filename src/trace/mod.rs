@@ -43,6 +43,12 @@
 //! let e = Trace::parse("bad.rep", "a 0 16\nf 1\n").unwrap_err();
 //! assert_eq!(e.to_string(), "bad.rep:2: f 1: block 1 is not allocated");
 //! ```
+//!
+//! The trace's `seq` and `line` fields are 32-bit: a trace has at most
+//! 2^32 - 1 lines.
+//!
+//! ```
+//! ```
 
 pub mod gen;
 #[cfg(not(loom))]
@@ -178,6 +184,9 @@ impl Trace {
                     }
                 };
                 fields.pop();
+                if fields.is_empty() {
+                    return Err(err(line, format!("{l}: expected a request before `@{t}`")));
+                }
             }
             let kind = match fields[0] {
                 "a" => Kind::Alloc,
@@ -240,7 +249,7 @@ impl Trace {
                     return Err(err(
                         line,
                         format!(
-                            "{l}: block {id} is already allocated (line {})",
+                            "{l}: block {id} is already allocated (last request at line {})",
                             b.last_line
                         ),
                     ))
@@ -264,7 +273,21 @@ impl Trace {
             if waits {
                 ops[b.last_op].signals = true;
             }
-            live = live - old_size + size;
+            if ops.len() >= u32::MAX as usize || line > u32::MAX as usize {
+                return Err(err(
+                    line,
+                    format!("{l}: too many requests (at most 2^32 - 1)"),
+                ));
+            }
+            live = match (live - old_size).checked_add(size) {
+                Some(l) => l,
+                None => {
+                    return Err(err(
+                        line,
+                        format!("{l}: the live blocks add up to more than the address space"),
+                    ))
+                }
+            };
             peak_live = peak_live.max(live);
             b.live = (kind != Kind::Free).then_some(size);
             b.last_line = line;

@@ -263,7 +263,12 @@ unsafe fn fill(p: *mut u8, key: u64, from: usize, to: usize) {
     (from..8 * words.0).for_each(byte);
     for k in words.0..words.1 {
         // SAFETY: `8k + 8 <= to` (contract).
-        unsafe { p.add(8 * k).cast::<u64>().write_unaligned(word(key, k)) };
+        // Little-endian words, as the single bytes are.
+        unsafe {
+            p.add(8 * k)
+                .cast::<u64>()
+                .write_unaligned(word(key, k).to_le())
+        };
     }
     (8 * words.1..to).for_each(byte);
 }
@@ -277,7 +282,7 @@ unsafe fn fill(p: *mut u8, key: u64, from: usize, to: usize) {
 unsafe fn check(p: *const u8, key: u64, len: usize) -> Option<usize> {
     for k in 0..len / 8 {
         // SAFETY: `8k + 8 <= len` (contract).
-        let w = unsafe { p.add(8 * k).cast::<u64>().read_unaligned() };
+        let w = u64::from_le(unsafe { p.add(8 * k).cast::<u64>().read_unaligned() });
         if w != word(key, k) {
             let bad = (w ^ word(key, k)).trailing_zeros() as usize / 8;
             return Some(8 * k + bad);
@@ -342,7 +347,7 @@ impl Shared<'_> {
         // The replayer never asks for zero bytes: a zero-size request
         // (legal in a trace, as in C) is replayed as one byte.
         Layout::from_size_align(size.max(1), self.opts.align)
-            .expect("checked when the trace was read")
+            .expect("checked by `replay` against the largest size a trace may hold")
     }
 
     /// Records a new block; `false` (and the error) if it overlaps a live
@@ -497,9 +502,23 @@ impl Shared<'_> {
         pass: u64,
         start: &Barrier,
     ) -> (Instant, Instant) {
-        let mut a = alloc.thread();
+        // A panic (of the allocator, say) must not leave the other threads
+        // waiting for this one's requests: it stops them all, and `replay`
+        // passes the panic on when it joins.
+        struct StopOnPanic<'a>(&'a AtomicBool);
+        impl Drop for StopOnPanic<'_> {
+            fn drop(&mut self) {
+                if std::thread::panicking() {
+                    // Relaxed: see `fail`.
+                    self.0.store(true, plain::Ordering::Relaxed);
+                }
+            }
+        }
+        let _stop = StopOnPanic(&self.abort);
         start.wait();
         let t0 = Instant::now();
+        // After the start line: a panic here cannot strand the others there.
+        let mut a = alloc.thread();
         let ops = self.trace.ops();
         for (n, &i) in mine.iter().enumerate() {
             let op = &ops[i as usize];
@@ -514,13 +533,14 @@ impl Shared<'_> {
                     }
                     spins += 1;
                     if spins < 64 {
-                        core::hint::black_box(spins);
+                        crate::sync::spin_loop();
                     } else {
                         plain::yield_now();
                     }
                 }
             }
-            let key = (pass << 40) ^ (op.line as u64) ^ ((op.id as u64) << 20);
+            // A distinct key per allocation (splitmix of pass and request).
+            let key = word(pass, i as usize);
             if !self.run(&mut *a, op, key) {
                 return (t0, Instant::now());
             }
@@ -552,7 +572,10 @@ pub fn replay(
 }
 
 /// As [`replay`], calling `progress` about every 50 ms with the fraction
-/// of the requests done.
+/// of the requests done. The first call, with 0.0, comes when the
+/// replayer's own bookkeeping is set up, before the first request: the
+/// moment to read a baseline of memory use. If the replay fails, the
+/// blocks live at that point are not freed (the allocator may be broken).
 pub fn replay_with_progress(
     trace: &Trace,
     alloc: &dyn ReplayAlloc,
@@ -564,11 +587,13 @@ pub fn replay_with_progress(
         opts.threads = trace.threads();
     }
     opts.passes = opts.passes.max(1);
-    if !opts.align.is_power_of_two() {
+    if !opts.align.is_power_of_two()
+        || Layout::from_size_align(super::MAX_SIZE, opts.align).is_err()
+    {
         return Err(ReplayError {
             file: trace.name().to_string(),
             line: 0,
-            message: format!("alignment {} is not a power of two", opts.align),
+            message: format!("alignment {} is not a power of two below 2^40", opts.align),
         });
     }
     let ids = trace.ids();
@@ -589,7 +614,13 @@ pub fn replay_with_progress(
     for (i, op) in trace.ops().iter().enumerate() {
         shares[op.thread as usize % opts.threads].push(i as u32);
     }
+    let mut sizes = vec![0usize; ids];
+    for op in trace.ops() {
+        sizes[op.id as usize] = op.size;
+    }
     let total = (trace.ops().len() * opts.passes).max(1);
+    // Setup is done: a caller measuring memory reads its baseline now.
+    progress(0.0);
     let mut elapsed = Duration::ZERO;
     let mut passes = 0;
     for pass in 0..opts.passes {
@@ -636,10 +667,6 @@ pub fn replay_with_progress(
         }
         // Free what the trace left allocated (untimed).
         let mut a = alloc.thread();
-        let mut sizes = vec![0usize; ids];
-        for op in trace.ops() {
-            sizes[op.id as usize] = op.size;
-        }
         for (id, p) in s.ptrs.iter().enumerate() {
             // Relaxed: the replay threads were joined.
             let p = p.swap(core::ptr::null_mut(), plain::Ordering::Relaxed);
