@@ -155,5 +155,5 @@ pub(crate) mod plain {
     /// Real threads, for tools that run outside any model (the trace
     /// replayer).
     #[cfg_attr(loom, allow(unused_imports))]
-    pub(crate) use std::thread::{park_timeout, scope, yield_now};
+    pub(crate) use std::thread::{panicking, park_timeout, scope, yield_now};
 }

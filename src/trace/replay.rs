@@ -508,7 +508,7 @@ impl Shared<'_> {
         struct StopOnPanic<'a>(&'a AtomicBool);
         impl Drop for StopOnPanic<'_> {
             fn drop(&mut self) {
-                if std::thread::panicking() {
+                if plain::panicking() {
                     // Relaxed: see `fail`.
                     self.0.store(true, plain::Ordering::Relaxed);
                 }
