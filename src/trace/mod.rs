@@ -46,9 +46,6 @@
 //!
 //! The trace's `seq` and `line` fields are 32-bit: a trace has at most
 //! 2^32 - 1 lines.
-//!
-//! ```
-//! ```
 
 pub mod gen;
 #[cfg(not(loom))]
