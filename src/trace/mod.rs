@@ -48,7 +48,6 @@
 //! 2^32 - 1 lines.
 
 pub mod gen;
-#[cfg(not(loom))]
 pub mod replay;
 
 use std::collections::HashMap;
