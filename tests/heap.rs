@@ -523,3 +523,112 @@ fn concurrent_large_blocks_do_not_grow_the_arena_without_bound() {
     check::<SkipIndex>();
     check::<BTreeIndex>();
 }
+
+/// `free` without a size, `usable_size` and `good_size`, on every size
+/// range and alignment: what C's `free` and `malloc_usable_size` need.
+#[test]
+fn unsized_free_and_usable_size_cover_every_range() {
+    let heap: Heap = small_heap();
+    let mut blocks = Vec::new();
+    for &(size, align) in &[
+        (1, 1),
+        (24, 8),
+        (100, 64),
+        (16384, 16),
+        (16385, 16),
+        (100_000, 16),
+        (5000, 1 << 16),
+        (HUGE_MIN, 16),
+        (HUGE_MIN + 1, 1 << 21),
+    ] {
+        let good = vvmalloc::heap::good_size(size, align).unwrap();
+        let p = heap.alloc(Layout::from_size_align(good, align).unwrap());
+        assert!(!p.is_null() && p as usize % align == 0, "{size}/{align}");
+        assert_eq!(heap.usable_size(p), Some(good), "{size}/{align}");
+        fill(p, good, size as u8);
+        blocks.push((p, good, size as u8));
+    }
+    assert_eq!(heap.stats().requested_bytes, heap.stats().in_use_bytes);
+    for (p, good, seed) in blocks {
+        assert!(check(p, good, seed));
+        // SAFETY: from this heap, not used again.
+        unsafe { heap.free(p) };
+    }
+    let st = heap.stats();
+    assert_eq!((st.in_use_bytes, st.requested_bytes, st.misuse), (0, 0, 0));
+    assert_eq!(st.huge_blocks, 0);
+    // Not blocks: null, a pointer inside a large block, a foreign pointer.
+    let big = heap.alloc(Layout::from_size_align(100_000, 16).unwrap());
+    let on_stack = [0u8; 8];
+    assert_eq!(heap.usable_size(std::ptr::null()), None);
+    assert_eq!(heap.usable_size(big.wrapping_add(4096)), None);
+    assert_eq!(heap.usable_size(on_stack.as_ptr()), None);
+    // SAFETY: from this heap.
+    unsafe { heap.free(big) };
+    assert_eq!(heap.usable_size(big), None, "a freed large block has no size");
+}
+
+/// A second free of a large or huge block, and a free of a page inside a
+/// live large block, are detected (a large block's page record is cleared
+/// by its free; a huge block leaves the huge table), counted and harmless.
+#[test]
+fn double_frees_of_large_and_huge_blocks_are_detected() {
+    let heap: Heap = small_heap();
+    let l = Layout::from_size_align(200_000, 16).unwrap();
+    let h = Layout::from_size_align(HUGE_MIN, 16).unwrap();
+    let a = heap.alloc(l);
+    let b = heap.alloc(h);
+    // SAFETY: deliberately wrong: a page inside a live block, then each
+    // block freed twice; the heap must detect the wrong calls.
+    unsafe {
+        heap.free(a.add(8192));
+        heap.dealloc(a, l);
+        heap.free(a);
+        heap.dealloc(b, h);
+        heap.free(b);
+    }
+    let st = heap.stats();
+    assert_eq!(st.misuse, 3);
+    assert_eq!((st.in_use_bytes, st.huge_blocks), (0, 0));
+    // Still works, and the large block's space is reused once.
+    let c = heap.alloc(l);
+    let d = heap.alloc(l);
+    assert!(!c.is_null() && !d.is_null() && c != d);
+}
+
+/// While a fork is being prepared, other threads' large operations wait
+/// (so none holds runs or a pinned epoch in the child); small ones do not.
+#[test]
+fn prepare_fork_holds_large_operations_until_after_fork() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let heap: Heap = small_heap();
+    let done_large = AtomicBool::new(false);
+    heap.prepare_fork();
+    std::thread::scope(|s| {
+        let small = s.spawn(|| {
+            let l = Layout::from_size_align(64, 8).unwrap();
+            let p = heap.alloc(l);
+            // SAFETY: from this heap.
+            unsafe { heap.dealloc(p, l) };
+        });
+        small.join().unwrap();
+        s.spawn(|| {
+            let l = Layout::from_size_align(100_000, 8).unwrap();
+            let p = heap.alloc(l);
+            assert!(!p.is_null());
+            done_large.store(true, Ordering::SeqCst);
+            // SAFETY: from this heap.
+            unsafe { heap.dealloc(p, l) };
+        });
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(!done_large.load(Ordering::SeqCst), "a large allocation ran during the fork");
+        // The forking thread itself may still allocate.
+        let l = Layout::from_size_align(100_000, 8).unwrap();
+        let p = heap.alloc(l);
+        assert!(!p.is_null());
+        // SAFETY: from this heap.
+        unsafe { heap.dealloc(p, l) };
+        heap.after_fork_parent();
+    });
+    assert!(done_large.load(Ordering::SeqCst));
+}

@@ -102,16 +102,28 @@ struct Batch {
 }
 
 /// Counts a large operation in flight for as long as it lives (see
-/// `Core::large_in_flight`).
+/// `Core::large_in_flight`), and keeps it out of a `fork` in progress.
 struct InFlight<'a>(&'a AtomicUsize);
 
 impl<'a> InFlight<'a> {
-    fn new(c: &'a AtomicUsize) -> Self {
-        // SeqCst: a heuristic counter read by `alloc_large` after its failed
-        // search; the strongest order keeps the reasoning simple and this
-        // is the large path, off the fast path.
-        c.fetch_add(1, Ordering::SeqCst);
-        InFlight(c)
+    fn new(core: &'a Core) -> Self {
+        loop {
+            // SeqCst (here and on `forking`): a Dekker handshake with
+            // `Heap::prepare_fork`, which sets `forking` and then waits for
+            // this counter to reach zero: either it sees our increment, or
+            // we see its flag. Also a heuristic counter read by
+            // `alloc_large` after a failed search.
+            core.large_in_flight.fetch_add(1, Ordering::SeqCst);
+            if !core.forking.load(Ordering::SeqCst) || core.is_fork_owner() {
+                return InFlight(&core.large_in_flight);
+            }
+            // SeqCst: as above.
+            core.large_in_flight.fetch_sub(1, Ordering::SeqCst);
+            // Relaxed: a wait; the SeqCst load above decides.
+            while core.forking.load(Ordering::Relaxed) {
+                crate::sync::thread::yield_now();
+            }
+        }
     }
 }
 
@@ -119,6 +131,142 @@ impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         // SeqCst: as in `new`.
         self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The huge blocks' addresses and mapping lengths: an open-addressing hash
+/// table of `HUGE_SLOTS` slots in a mapping of its own (made on the first
+/// huge block; untouched pages cost nothing), lock-free.
+///
+/// It lets a free without a size (C's `free`) find a huge block's length,
+/// and lets every free tell a huge block of ours from a foreign pointer
+/// without reading memory in front of it. A slot's key goes `EMPTY` ->
+/// `RESERVED` (an inserter owns it) -> the address (published) -> `TOMB`
+/// (removed; reusable by a later insert, never `EMPTY` again, so a lookup
+/// may stop at the first `EMPTY` slot of its probe sequence).
+struct HugeTable {
+    slots: AtomicPtr<HugeSlot>,
+}
+
+#[repr(C)]
+struct HugeSlot {
+    key: AtomicUsize,
+    len: AtomicUsize,
+}
+
+const HUGE_SLOTS: usize = 1 << 16;
+const SLOT_EMPTY: usize = 0;
+const SLOT_TOMB: usize = 1;
+const SLOT_RESERVED: usize = 2;
+
+impl HugeTable {
+    const fn new() -> Self {
+        Self {
+            slots: AtomicPtr::new(ptr::null_mut()),
+        }
+    }
+
+    /// The slots, mapped on first use when `create`.
+    fn slots(&self, create: bool) -> Option<&[HugeSlot]> {
+        // Acquire: pairs with the AcqRel CAS below that published the
+        // (zeroed) mapping.
+        let mut p = self.slots.load(Ordering::Acquire);
+        if p.is_null() {
+            if !create {
+                return None;
+            }
+            let m = os::map_rw(HUGE_SLOTS * size_of::<HugeSlot>())?
+                .as_ptr()
+                .cast();
+            // AcqRel: Release publishes the mapping; Acquire on failure
+            // reads the winner's.
+            p = match self.slots.compare_exchange(
+                ptr::null_mut(),
+                m,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => m,
+                Err(winner) => {
+                    // SAFETY: our fresh mapping lost the race, never shared.
+                    unsafe { os::unmap(m.cast(), HUGE_SLOTS * size_of::<HugeSlot>()) };
+                    winner
+                }
+            };
+        }
+        // SAFETY: a zeroed mapping of `HUGE_SLOTS` slots (all-zero is a
+        // valid atomic), never unmapped while the heap lives.
+        Some(unsafe { core::slice::from_raw_parts(p, HUGE_SLOTS) })
+    }
+
+    /// The probe sequence of `addr`: every slot, starting at its hash.
+    fn probe(addr: usize) -> impl Iterator<Item = usize> {
+        let h = ((addr >> 12) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 48;
+        (0..HUGE_SLOTS).map(move |i| (h as usize + i) % HUGE_SLOTS)
+    }
+
+    /// Records a huge block; `false` when the table cannot (no memory for
+    /// it, or 65 536 huge blocks live).
+    fn insert(&self, addr: usize, len: usize) -> bool {
+        let Some(slots) = self.slots(true) else {
+            return false;
+        };
+        for i in Self::probe(addr) {
+            let s = &slots[i];
+            // Relaxed: only a hint; the CAS below decides.
+            let k = s.key.load(Ordering::Relaxed);
+            if (k == SLOT_EMPTY || k == SLOT_TOMB)
+                // Relaxed: claims the slot for this thread; the Release
+                // store of the key below publishes its content.
+                && s.key.compare_exchange(k, SLOT_RESERVED, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+            {
+                // Relaxed: published by the Release store of the key.
+                s.len.store(len, Ordering::Relaxed);
+                // Release: pairs with the Acquire loads in `find`.
+                s.key.store(addr, Ordering::Release);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The slot holding `addr`.
+    fn find(&self, addr: usize) -> Option<&HugeSlot> {
+        let slots = self.slots(false)?;
+        if addr <= SLOT_RESERVED {
+            return None;
+        }
+        for i in Self::probe(addr) {
+            // Acquire: pairs with the Release store in `insert` (the
+            // length is then visible).
+            match slots[i].key.load(Ordering::Acquire) {
+                k if k == addr => return Some(&slots[i]),
+                SLOT_EMPTY => return None,
+                _ => {}
+            }
+        }
+        None
+    }
+
+    /// The mapping length of the huge block at `addr`.
+    fn len_of(&self, addr: usize) -> Option<usize> {
+        // Relaxed: ordered by the Acquire load of the key in `find`.
+        self.find(addr).map(|s| s.len.load(Ordering::Relaxed))
+    }
+
+    /// Removes the huge block at `addr`, returning its mapping length; `None`
+    /// if it is not recorded (never ours, or freed already: of two threads
+    /// freeing it, one wins).
+    fn remove(&self, addr: usize) -> Option<usize> {
+        let s = self.find(addr)?;
+        // Relaxed: ordered by the Acquire load of the key in `find`.
+        let len = s.len.load(Ordering::Relaxed);
+        // Relaxed: the slot's content was read above; a later insert
+        // publishes its own with a Release store.
+        s.key
+            .compare_exchange(addr, SLOT_TOMB, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+            .then_some(len)
     }
 }
 
@@ -229,7 +377,9 @@ pub(crate) struct Core {
     /// arena is reserved.
     data: AtomicPtr<u8>,
     arena_bytes: usize,
-    /// Bytes of the side table in front of the arena's data.
+    /// Bytes of the side table in front of the arena's data: a `SpanMeta`
+    /// per span, then a `u32` per page holding the page count of the large
+    /// block starting there (0 where none starts).
     table_bytes: usize,
     /// Bytes of the arena handed out to spans and large regions so far.
     bump: AtomicUsize,
@@ -252,6 +402,16 @@ pub(crate) struct Core {
     large_in_flight: AtomicUsize,
     last_purge_ms: AtomicUsize,
     last_scavenge_ms: AtomicUsize,
+    /// Set by `Heap::prepare_fork` while a `fork` is under way: new large
+    /// operations wait (see `InFlight`).
+    forking: AtomicBool,
+    /// The `pthread_self` of the thread forking (it may still allocate).
+    fork_owner: AtomicUsize,
+    /// Called once the arena is reserved (the process heap registers its
+    /// `pthread_atfork` handlers there: it may allocate).
+    on_reserve: Option<fn()>,
+    /// The huge blocks: address and mapping length (see `HugeTable`).
+    huge: HugeTable,
     huge_blocks: AtomicUsize,
     huge_bytes: AtomicUsize,
     spans_released: AtomicUsize,
@@ -307,7 +467,9 @@ macro_rules! core_new {
         Self {
             data: AtomicPtr::new(ptr::null_mut()),
             arena_bytes,
-            table_bytes: (arena_bytes / SPAN * size_of::<SpanMeta>()).next_multiple_of(SPAN),
+            table_bytes: (arena_bytes / SPAN * size_of::<SpanMeta>()
+                + arena_bytes / PAGE * size_of::<AtomicU32>())
+            .next_multiple_of(SPAN),
             bump: AtomicUsize::new(0),
             checked: AtomicBool::new(config.checked),
             checked_from_env: false,
@@ -322,6 +484,10 @@ macro_rules! core_new {
             large_in_flight: AtomicUsize::new(0),
             last_purge_ms: AtomicUsize::new(0),
             last_scavenge_ms: AtomicUsize::new(0),
+            forking: AtomicBool::new(false),
+            fork_owner: AtomicUsize::new(0),
+            on_reserve: None,
+            huge: HugeTable::new(),
             huge_blocks: AtomicUsize::new(0),
             huge_bytes: AtomicUsize::new(0),
             spans_released: AtomicUsize::new(0),
@@ -436,7 +602,13 @@ impl Core {
             .data
             .compare_exchange(ptr::null_mut(), data, Ordering::AcqRel, Ordering::Acquire)
         {
-            Ok(_) => Some(data),
+            Ok(_) => {
+                // Published first: the hook may allocate from this heap.
+                if let Some(hook) = self.on_reserve {
+                    hook();
+                }
+                Some(data)
+            }
             Err(winner) => {
                 // SAFETY: our reservation lost the race and was never
                 // published.
@@ -476,6 +648,32 @@ impl Core {
     fn unit_of_meta(&self, data: *mut u8, m: *const SpanMeta) -> usize {
         let table = data.wrapping_sub(self.table_bytes()) as usize;
         (m as usize - table) / size_of::<SpanMeta>()
+    }
+
+    /// The page record of the large block starting at `p` (see
+    /// `table_bytes`): its length in pages, or 0.
+    #[inline]
+    fn page_entry(&self, data: *mut u8, p: *mut u8) -> &AtomicU32 {
+        let page = (p as usize - data as usize) / PAGE;
+        debug_assert!(page < self.arena_bytes / PAGE);
+        // SAFETY: the side table has one zero-initialised `u32` per page of
+        // the arena after its span records, and lives as long as `self`.
+        unsafe {
+            &*data
+                .wrapping_sub(self.table_bytes())
+                .wrapping_add(self.arena_bytes / SPAN * size_of::<SpanMeta>())
+                .cast::<AtomicU32>()
+                .add(page)
+        }
+    }
+
+    /// Whether the calling thread is the one forking (see `InFlight`).
+    #[cold]
+    fn is_fork_owner(&self) -> bool {
+        // SAFETY: no preconditions.
+        let me = unsafe { libc::pthread_self() } as usize;
+        // Relaxed: written by this very thread when it is the owner.
+        self.fork_owner.load(Ordering::Relaxed) == me
     }
 
     /// Takes `len` bytes of fresh arena, committed. Lock-free.
@@ -995,6 +1193,11 @@ impl Core {
             }
             p
         };
+        if !self.huge.insert(p as usize, n) {
+            // SAFETY: our fresh mapping of `n` bytes, never handed out.
+            unsafe { os::unmap(p, n) };
+            return ptr::null_mut();
+        }
         // Relaxed: statistics.
         self.huge_blocks.fetch_add(1, Ordering::Relaxed);
         // Relaxed: as above.
@@ -1002,17 +1205,44 @@ impl Core {
         p
     }
 
-    /// # Safety
-    ///
-    /// `p` is a live huge block of `size` bytes from this heap.
-    unsafe fn dealloc_huge(&self, p: *mut u8, size: usize) {
-        let n = size.next_multiple_of(os::page_size());
-        // SAFETY: the block is the whole mapping (contract).
+    /// Frees a huge block, returning its mapping length; the length comes
+    /// from the huge table, so a pointer that is not a live huge block of
+    /// ours is reported, not unmapped.
+    fn dealloc_huge(&self, p: *mut u8) -> Option<usize> {
+        let Some(n) = self.huge.remove(p as usize) else {
+            self.misuse("free of a pointer this heap never returned", p);
+            return None;
+        };
+        // SAFETY: the table records whole mappings of huge blocks, and the
+        // removal made the block ours alone.
         unsafe { os::unmap(p, n) };
         // Relaxed: statistics.
         self.huge_blocks.fetch_sub(1, Ordering::Relaxed);
         // Relaxed: as above.
         self.huge_bytes.fetch_sub(n, Ordering::Relaxed);
+        Some(n)
+    }
+}
+
+/// The usable size of the block an allocation of `size` bytes aligned to
+/// `align` gets (its class size, or whole pages): allocating that much
+/// costs the same and wastes nothing. `None` when no block could serve
+/// the request.
+///
+/// ```
+/// use vvmalloc::heap::good_size;
+/// assert_eq!(good_size(20, 8), Some(32));
+/// assert_eq!(good_size(20_000, 8), Some(20_480));
+/// ```
+pub fn good_size(size: usize, align: usize) -> Option<usize> {
+    let size = size.max(1);
+    if let Some(c) = class::class_of(size, align) {
+        Some(CLASS_SIZES[c] as usize)
+    } else if size < HUGE_MIN {
+        Some(size.next_multiple_of(PAGE))
+    } else {
+        size.checked_next_multiple_of(os::page_size())
+            .filter(|&n| n <= isize::MAX as usize)
     }
 }
 
@@ -1070,6 +1300,7 @@ impl Heap<SkipIndex> {
     pub(crate) const fn global() -> Self {
         let mut core = Core::new(HeapConfig::new());
         core.checked_from_env = true;
+        core.on_reserve = Some(super::global::register_fork_handlers);
         Self {
             core,
             index: SkipIndex::new(),
@@ -1173,6 +1404,126 @@ impl<I: FreeIndex> Heap<I> {
     pub unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
         // SAFETY: the caller's contract.
         unsafe { self.dealloc_in(None, p, layout) }
+    }
+
+    /// Frees a block without being told its size, as C's `free` does
+    /// (cache-less path). Null is ignored.
+    ///
+    /// The size comes from the block itself: its span's class for a small
+    /// block, a per-page record for a large one, the table of huge blocks for
+    /// a huge one. [`Stats::requested_bytes`] then drops by the block's
+    /// usable size, so allocate such blocks at their
+    /// [`good_size`] to keep that counter exact.
+    ///
+    /// ```
+    /// # if vvmalloc::LOOM_BUILD || cfg!(miri) { return; } // Miri has no mmap(PROT_NONE)
+    /// use std::alloc::Layout;
+    /// use vvmalloc::Heap;
+    ///
+    /// let heap = Heap::new();
+    /// for size in [24, 100_000, 20 << 20] {
+    ///     let p = heap.alloc(Layout::from_size_align(size, 16).unwrap());
+    ///     assert!(heap.usable_size(p).unwrap() >= size);
+    ///     // SAFETY: `p` came from `heap` and is not used again.
+    ///     unsafe { heap.free(p) };
+    /// }
+    /// assert_eq!(heap.stats().in_use_bytes, 0);
+    /// ```
+    ///
+    /// # Safety
+    ///
+    /// `p` is null or was returned by this heap and is not used afterwards.
+    /// A pointer the heap can tell it never returned (or a large or huge
+    /// block freed twice) is counted as misuse, not freed.
+    pub unsafe fn free(&self, p: *mut u8) {
+        // SAFETY: the caller's contract.
+        unsafe { self.release_in(None, p, None) }
+    }
+
+    /// The usable size of the block at `p`: at least what was asked for,
+    /// and all of it may be used. `None` for null and for a pointer that is
+    /// not the start of a block of this heap (as far as the heap can tell: a
+    /// free small block still reports its class size).
+    pub fn usable_size(&self, p: *const u8) -> Option<usize> {
+        let core = &self.core;
+        let p = p.cast_mut();
+        if let Some(data) = core.arena_of(p) {
+            let unit = Core::unit_of(data, p);
+            // Relaxed: see `SpanMeta::kind`.
+            let kind = core.meta(data, unit).kind.load(Ordering::Relaxed);
+            if kind == KIND_LARGE {
+                if p as usize % PAGE != 0 {
+                    return None;
+                }
+                // Relaxed: see `alloc_large`.
+                let pages = core.page_entry(data, p).load(Ordering::Relaxed) as usize;
+                return (pages > 0).then_some(pages * PAGE);
+            }
+            Core::small_class_at(data, unit, kind, p)
+                .ok()
+                .map(|c| CLASS_SIZES[c] as usize)
+        } else {
+            core.huge.len_of(p as usize)
+        }
+    }
+
+    /// Readies the heap for a `fork()`: call it on the forking thread right
+    /// before, and [`after_fork_parent`](Self::after_fork_parent) or
+    /// [`after_fork_child`](Self::after_fork_child) right after (as
+    /// `pthread_atfork` handlers do; the process heap of
+    /// [`VvMalloc`](crate::VvMalloc) registers them itself).
+    ///
+    /// The heap's small paths hold no lock and leave every shared structure
+    /// consistent between any two atomic steps, so a child can use them
+    /// whatever the other threads were doing. The large path's operations
+    /// may hold free runs out of the index for a moment, and pin an epoch
+    /// of the free index's reclamation scheme: a child forked then would
+    /// lose those runs and, with epoch reclamation, never free a retired
+    /// node again (the pinned thread does not exist in it). So this waits
+    /// until no large operation is in flight and makes new ones (on other
+    /// threads) wait until the fork is over; it also waits out a running
+    /// scavenger.
+    pub fn prepare_fork(&self) {
+        let core = &self.core;
+        // Acquire: as in `Core::scavenge` (we hold the scavenger's flag
+        // until the fork is over).
+        while core
+            .scavenging
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            crate::sync::thread::yield_now();
+        }
+        // SAFETY: no preconditions.
+        let me = unsafe { libc::pthread_self() } as usize;
+        // Relaxed: read by this thread only (`Core::is_fork_owner`); other
+        // threads compare it with their own id, which never matches.
+        core.fork_owner.store(me, Ordering::Relaxed);
+        // SeqCst: the handshake with `InFlight::new`.
+        core.forking.store(true, Ordering::SeqCst);
+        // SeqCst: as above.
+        while core.large_in_flight.load(Ordering::SeqCst) > 0 {
+            crate::sync::thread::yield_now();
+        }
+    }
+
+    /// Ends what [`prepare_fork`](Self::prepare_fork) began, in the parent.
+    pub fn after_fork_parent(&self) {
+        let core = &self.core;
+        // Relaxed: see `prepare_fork`.
+        core.fork_owner.store(0, Ordering::Relaxed);
+        // SeqCst: the handshake with `InFlight::new`.
+        core.forking.store(false, Ordering::SeqCst);
+        // Release: as in `Core::scavenge`.
+        core.scavenging.store(false, Ordering::Release);
+    }
+
+    /// Ends what [`prepare_fork`](Self::prepare_fork) began, in the child.
+    /// The other threads' caches are lost to the child (their blocks stay
+    /// allocated there: a bounded leak, as in every allocator with thread
+    /// caches).
+    pub fn after_fork_child(&self) {
+        self.after_fork_parent();
     }
 
     /// Resizes a block, in place where it can (cache-less path).
@@ -1321,40 +1672,63 @@ impl<I: FreeIndex> Heap<I> {
     /// As for [`Heap::dealloc`].
     #[inline]
     pub(crate) unsafe fn dealloc_in(&self, bins: Option<&mut Bins>, p: *mut u8, layout: Layout) {
+        // SAFETY: the caller's contract.
+        unsafe { self.release_in(bins, p, Some(layout.size())) }
+    }
+
+    /// Frees `p`, allocated for `size` bytes, or, with `None`, for whatever
+    /// size its block records (counted as its usable size).
+    ///
+    /// # Safety
+    ///
+    /// `p` is null, or a pointer this heap returned and is not used
+    /// afterwards (anything else is detected where the module documentation
+    /// says, and otherwise undefined); `size`, if given, is the size it was
+    /// allocated or last resized to.
+    #[inline]
+    pub(crate) unsafe fn release_in(
+        &self,
+        bins: Option<&mut Bins>,
+        p: *mut u8,
+        size: Option<usize>,
+    ) {
         let core = &self.core;
-        let size = layout.size() as isize;
         if let Some(data) = core.arena_of(p) {
             let unit = Core::unit_of(data, p);
             // Relaxed: see `SpanMeta::kind`.
             let kind = core.meta(data, unit).kind.load(Ordering::Relaxed);
             if kind == KIND_LARGE {
-                // Relaxed: a statistic.
-                core.requested.fetch_sub(size, Ordering::Relaxed);
                 // SAFETY: the caller's contract.
-                unsafe { self.dealloc_large(p, layout.size()) };
+                if let Some(n) = unsafe { self.dealloc_large(p) } {
+                    // Relaxed: a statistic.
+                    core.requested
+                        .fetch_sub(size.unwrap_or(n) as isize, Ordering::Relaxed);
+                }
                 return;
             }
             match Core::small_class_at(data, unit, kind, p) {
-                Ok(c) => match bins {
-                    Some(b) => {
-                        b.requested -= size;
-                        b.dealloc(core, c, p);
+                Ok(c) => {
+                    let size = size.unwrap_or(CLASS_SIZES[c] as usize) as isize;
+                    match bins {
+                        Some(b) => {
+                            b.requested -= size;
+                            b.dealloc(core, c, p);
+                        }
+                        None => {
+                            // Relaxed: a statistic.
+                            core.requested.fetch_sub(size, Ordering::Relaxed);
+                            core.dealloc_small_shared(c, p);
+                        }
                     }
-                    None => {
-                        // Relaxed: a statistic.
-                        core.requested.fetch_sub(size, Ordering::Relaxed);
-                        core.dealloc_small_shared(c, p);
-                    }
-                },
+                }
                 Err(what) => core.misuse(what, p),
             }
-        } else if layout.size() >= HUGE_MIN {
-            // Relaxed: a statistic.
-            core.requested.fetch_sub(size, Ordering::Relaxed);
-            // SAFETY: the caller's contract: a huge block of ours.
-            unsafe { core.dealloc_huge(p, layout.size()) };
         } else if !p.is_null() {
-            core.misuse("free of a pointer this heap never returned", p);
+            if let Some(n) = core.dealloc_huge(p) {
+                // Relaxed: a statistic.
+                core.requested
+                    .fetch_sub(size.unwrap_or(n) as isize, Ordering::Relaxed);
+            }
         }
     }
 
@@ -1402,16 +1776,28 @@ impl<I: FreeIndex> Heap<I> {
             && layout.align() <= os::page_size()
         {
             let ps = os::page_size();
-            let old = layout.size().next_multiple_of(ps);
             let Some(new) = new_size.checked_next_multiple_of(ps) else {
                 return ptr::null_mut();
             };
             if core.os_fails() {
                 return ptr::null_mut();
             }
-            // SAFETY: a huge block is one whole mapping of `old` bytes
-            // (the caller's contract).
-            return match unsafe { os::remap(p, old, new) } {
+            // Claimed out of the table for the move (a concurrent free of
+            // the same block is the caller's misuse, and finds nothing).
+            let Some(old) = core.huge.remove(p as usize) else {
+                core.misuse("realloc of a pointer this heap never returned", p);
+                return ptr::null_mut();
+            };
+            // SAFETY: the table records whole mappings of huge blocks, and
+            // the removal made this one ours alone.
+            let moved = unsafe { os::remap(p, old, new) };
+            // Recorded again where it now is. With 65 536 slots and one just
+            // freed, the insert fails only if other threads filled the table
+            // meanwhile; the block then stays valid but unrecorded (a later
+            // free of it is reported as misuse and leaks).
+            let (at, len) = moved.map_or((p, old), |q| (q.as_ptr(), new));
+            let _ = core.huge.insert(at as usize, len);
+            return match moved {
                 Some(q) => {
                     // Relaxed: statistics.
                     core.huge_bytes.fetch_add(new, Ordering::Relaxed);
@@ -1455,7 +1841,7 @@ impl<I: FreeIndex> Heap<I> {
         // the retries, two threads sharing a few big runs would map a new
         // region at almost every collision (measured: +400 MiB of address
         // space per pass of a 2-thread large-block trace, for nothing).
-        let _busy = InFlight::new(&core.large_in_flight);
+        let _busy = InFlight::new(core);
         let mut retries = 0;
         let found = loop {
             match self.index.take_fit(need) {
@@ -1500,14 +1886,19 @@ impl<I: FreeIndex> Heap<I> {
         }
         // Relaxed: a statistic.
         core.large_in_use.fetch_add(n, Ordering::Relaxed);
-        (data.with_addr(start), fresh)
+        let p = data.with_addr(start);
+        // Relaxed: read by a free of the block, which the program orders
+        // after this allocation (it hands the pointer over).
+        core.page_entry(data, p)
+            .store((n / PAGE) as u32, Ordering::Relaxed);
+        (p, fresh)
     }
 
     /// Records the free run `[addr, addr + size)`, coalesced with free
     /// neighbours; purges the free runs when there are too many free bytes.
     fn free_run(&self, data: *mut u8, mut addr: usize, mut size: usize) {
         let core = &self.core;
-        let busy = InFlight::new(&core.large_in_flight);
+        let busy = InFlight::new(core);
         // Runs grow by coalescing up to a region's size and no further: one
         // giant run would be hidden from every other thread whenever one
         // thread splits it (see `alloc_large`), and a failed search maps a
@@ -1577,29 +1968,36 @@ impl<I: FreeIndex> Heap<I> {
         }
     }
 
+    /// Frees a large block, returning its length (pages); `None` (and a
+    /// misuse) if `p` is not the start of a live large block.
+    ///
     /// # Safety
     ///
-    /// `p` is a live large block of this heap, allocated for `size` bytes.
-    unsafe fn dealloc_large(&self, p: *mut u8, size: usize) {
+    /// `p` lies in a large region of this heap, and if it is a live block,
+    /// it is not used afterwards.
+    unsafe fn dealloc_large(&self, p: *mut u8) -> Option<usize> {
         let core = &self.core;
-        let Some(data) = core.arena_of(p) else { return };
+        let data = core.arena_of(p)?;
         let addr = p as usize;
-        let n = size.max(1).next_multiple_of(PAGE);
         if addr % PAGE != 0 {
             core.misuse("free of a pointer inside a large block (not its start)", p);
-            return;
+            return None;
         }
-        // A free run overlapping the block means it was freed already (or
-        // never allocated).
-        if let Some((fa, fs)) = self.index.floor(addr + n - 1) {
-            if fa + fs > addr && self.index.contains(fa, fs) {
-                core.misuse("double free of a large block", p);
-                return;
-            }
+        // The page record is set while the block is live, at its start only:
+        // of two frees of one block (or a free of a page inside a block, or
+        // of a free run) only one finds it.
+        // Relaxed: see `alloc_large`; the swap itself decides between racing
+        // frees.
+        let pages = core.page_entry(data, p).swap(0, Ordering::Relaxed) as usize;
+        if pages == 0 {
+            core.misuse("double free of a large block (or a pointer inside one)", p);
+            return None;
         }
+        let n = pages * PAGE;
         // Relaxed: a statistic.
         core.large_in_use.fetch_sub(n, Ordering::Relaxed);
         self.free_run(data, addr, n);
+        Some(n)
     }
 
     /// Grows or shrinks a large block in place; `false` if it cannot.
@@ -1615,13 +2013,16 @@ impl<I: FreeIndex> Heap<I> {
             return true;
         }
         if new < old {
+            // Relaxed: as in `alloc_large`.
+            core.page_entry(data, p)
+                .store((new / PAGE) as u32, Ordering::Relaxed);
             // Relaxed: a statistic.
             core.large_in_use.fetch_sub(old - new, Ordering::Relaxed);
             self.free_run(data, addr + new, old - new);
             return true;
         }
         let want = new - old;
-        let _busy = InFlight::new(&core.large_in_flight);
+        let _busy = InFlight::new(core);
         match self.index.find_at(addr + old) {
             Some(rs) if rs >= want && self.index.take_exact(addr + old, rs) => {
                 // Relaxed: statistics.
@@ -1631,6 +2032,9 @@ impl<I: FreeIndex> Heap<I> {
                 }
                 // Relaxed: as above.
                 core.large_in_use.fetch_add(want, Ordering::Relaxed);
+                // Relaxed: as in `alloc_large`.
+                core.page_entry(data, p)
+                    .store((new / PAGE) as u32, Ordering::Relaxed);
                 true
             }
             _ => false,
@@ -1646,7 +2050,7 @@ impl<I: FreeIndex> Heap<I> {
         if data.is_null() {
             return 0;
         }
-        let _busy = InFlight::new(&core.large_in_flight);
+        let _busy = InFlight::new(core);
         // Claim every run, chaining them through their first pages.
         let mut chain: *mut u8 = ptr::null_mut();
         let mut released = 0;

@@ -55,6 +55,25 @@ thread_local! {
     static EXIT_GUARD: ExitGuard = const { ExitGuard };
 }
 
+/// Registers `pthread_atfork` handlers that ready the process heap for a
+/// `fork` (see [`Heap::prepare_fork`]). Called once, when the heap reserves
+/// its arena (the registration may allocate: the heap is usable by then).
+pub(super) fn register_fork_handlers() {
+    extern "C" fn prepare() {
+        HEAP.prepare_fork();
+    }
+    extern "C" fn parent() {
+        HEAP.after_fork_parent();
+    }
+    extern "C" fn child() {
+        HEAP.after_fork_child();
+    }
+    // SAFETY: three `extern "C"` functions that live as long as the process.
+    // A failure (ENOMEM) leaves the heap without the handlers: a child
+    // forked during a large operation may then leak, nothing worse.
+    unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
+}
+
 /// Runs `f` with this thread's cache, or with none when the cache is busy
 /// (a re-entrant call), being set up, or handed back at thread exit.
 #[inline(always)]
@@ -131,6 +150,27 @@ impl VvMalloc {
     pub fn trim() -> usize {
         Self::flush_thread_cache();
         HEAP.trim()
+    }
+
+    /// Frees a block of the process heap without its size, as C's `free`
+    /// does (through this thread's cache); null is ignored. See
+    /// [`Heap::free`].
+    ///
+    /// # Safety
+    ///
+    /// `p` is null or was returned by [`VvMalloc`] and is not used
+    /// afterwards.
+    #[inline]
+    pub unsafe fn free(p: *mut u8) {
+        // SAFETY: the caller's contract.
+        with_cache(|bins| unsafe { HEAP.release_in(bins, p, None) })
+    }
+
+    /// The usable size of a block of the process heap; see
+    /// [`Heap::usable_size`].
+    #[inline]
+    pub fn usable_size(p: *const u8) -> Option<usize> {
+        HEAP.usable_size(p)
     }
 
     /// Hands this thread's cached blocks back to the central heaps.

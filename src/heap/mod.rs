@@ -117,7 +117,7 @@ mod stats;
 mod global;
 
 pub use class::{CLASSES, CLASS_SIZES, SMALL_MAX, SPAN};
-pub use core_heap::{Heap, HeapConfig, HUGE_MIN};
+pub use core_heap::{good_size, Heap, HeapConfig, HUGE_MIN};
 pub use index::{BTreeIndex, FreeIndex, ListIndex, SkipIndex};
 pub use local::LocalHeap;
 pub use stats::{ClassStats, Stats};
