@@ -31,6 +31,7 @@ and compare throughput and memory use.
 USAGE:
     mdriver [OPTIONS] <TRACE>...
     mdriver gen [--seed S] [--threads T] [--ops N] [--out DIR] [WORKLOAD...]
+    mdriver convert <RECORDING> <TRACE>
 
 REPLAY OPTIONS:
     -a, --alloc LIST     comma-separated allocators [default: all]:
@@ -63,6 +64,9 @@ for vvmalloc the heap's own mapped bytes are reported too.
 
 GEN: writes <workload>.rep files (churn, tree, powerlaw, realloc, prodcons,
 largefrag; all by default) [--seed 1 --threads 4 --ops 30000 --out traces].
+
+CONVERT: turns a recording of a real program (VVMALLOC_TRACE=FILE with the
+preloadable library writes FILE.<pid>) into a trace file.
 
 EXAMPLES:
     cargo run --release --example mdriver -- traces/*.rep
@@ -331,6 +335,29 @@ EXAMPLES:
         }
     }
 
+    /// `mdriver convert`: a raw recording to a trace file.
+    fn convert(from: &Path, to: &Path) {
+        let raw = std::fs::read(from).unwrap_or_else(|e| die(&format!("{}: {e}", from.display())));
+        let name = to
+            .file_stem()
+            .map_or("trace".into(), |s| s.to_string_lossy().into_owned());
+        let (t, c) =
+            vvmalloc::trace::record::convert(&name, &raw).unwrap_or_else(|e| die(&e.to_string()));
+        std::fs::write(to, t.to_text()).unwrap_or_else(|e| die(&format!("{}: {e}", to.display())));
+        println!(
+            "wrote {} ({} requests from {} records, {} threads, peak live {} bytes; \
+             dropped {} frees of blocks allocated before recording began, \
+             {} frees lost)",
+            to.display(),
+            t.ops().len(),
+            c.records,
+            t.threads(),
+            t.peak_live(),
+            c.unknown_frees,
+            c.lost_frees
+        );
+    }
+
     pub(crate) fn main() {
         let args: Vec<String> = std::env::args().skip(1).collect();
         if args.first().map(String::as_str) == Some("--child") {
@@ -346,6 +373,13 @@ EXAMPLES:
         }
         if args.first().map(String::as_str) == Some("gen") {
             gen(&args[1..]);
+            return;
+        }
+        if args.first().map(String::as_str) == Some("convert") {
+            let [_, from, to] = &args[..] else {
+                die("usage: mdriver convert <RECORDING> <TRACE>")
+            };
+            convert(Path::new(from), Path::new(to));
             return;
         }
         let mut allocs: Vec<String> = ALL.iter().map(|s| s.to_string()).collect();

@@ -48,6 +48,7 @@
 //! 2^32 - 1 lines.
 
 pub mod gen;
+pub mod record;
 pub mod replay;
 
 use std::collections::HashMap;
