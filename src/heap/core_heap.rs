@@ -311,6 +311,10 @@ struct ClassState {
     spans: AtomicUsize,
     /// Bytes requested through the thread caches, minus bytes freed there.
     requested: AtomicIsize,
+    /// The class's fresh span being carved: the address of its first
+    /// block never handed out (0: none). Refills carve a batch at a time, so
+    /// a class that needs a few blocks touches a few pages, not 64 KiB.
+    fresh: AtomicUsize,
 }
 
 impl ClassState {
@@ -323,6 +327,7 @@ impl ClassState {
             in_use: AtomicIsize::new(0),
             spans: AtomicUsize::new(0),
             requested: AtomicIsize::new(0),
+            fresh: AtomicUsize::new(0),
         }
     }
 
@@ -335,6 +340,7 @@ impl ClassState {
             in_use: AtomicIsize::new(0),
             spans: AtomicUsize::new(0),
             requested: AtomicIsize::new(0),
+            fresh: AtomicUsize::new(0),
         }
     }
 }
@@ -866,23 +872,75 @@ impl Core {
         if let Some(got) = self.central_pop(c, spares) {
             return Some(got);
         }
+        let size = CLASS_SIZES[c] as usize;
+        let n = blocks_per_span(c);
+        let want = class::batch(c).min(n);
+        let fresh = &self.classes[c].fresh;
+        // Acquire: pairs with the Release CAS that installed the span (its
+        // kind, written before, is then visible to a free of its blocks).
+        let mut cur = fresh.load(Ordering::Acquire);
+        while cur != 0 {
+            let end = (cur & !(SPAN - 1)) + n * size;
+            let take = want.min((end - cur) / size);
+            let next = if cur + take * size >= end {
+                0
+            } else {
+                cur + take * size
+            };
+            // Acquire: as above (an RMW continues the installer's release
+            // sequence). The value alone says which blocks are uncarved, so
+            // an ABA (the span used up, released and carved again to the
+            // same point) still carves uncarved blocks.
+            match fresh.compare_exchange_weak(cur, next, Ordering::Acquire, Ordering::Acquire) {
+                // SAFETY: `[cur, cur + take * size)` was uncarved and is now
+                // ours.
+                Ok(_) => return Some(unsafe { Self::link(cur as *mut u8, size, take) }),
+                Err(now) => cur = now,
+            }
+        }
         let data = self.arena()?;
         let span = self.new_span(data, 1 + c as u32)?;
         // Relaxed: a statistic.
         self.classes[c].spans.fetch_add(1, Ordering::Relaxed);
-        let size = CLASS_SIZES[c] as usize;
-        let n = blocks_per_span(c);
+        // Release: publishes the span's kind to the carvers' Acquire; a
+        // lost race (another thread installed a span meanwhile) keeps the
+        // whole span for this refill.
+        let take = if want == n
+            || fresh
+                .compare_exchange(
+                    0,
+                    span as usize + want * size,
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                )
+                .is_err()
+        {
+            n
+        } else {
+            want
+        };
+        // SAFETY: the span is ours, apart from what was just installed for
+        // carving (beyond `take` blocks).
+        Some(unsafe { Self::link(span, size, take) })
+    }
+
+    /// Links `n` blocks of `size` bytes from `start` into a chain.
+    ///
+    /// # Safety
+    ///
+    /// The blocks are free and owned by the caller.
+    unsafe fn link(start: *mut u8, size: usize, n: usize) -> (*mut u8, usize) {
         for i in 0..n {
-            let p = span.wrapping_add(i * size);
+            let p = start.wrapping_add(i * size);
             let next = if i + 1 < n {
-                span.wrapping_add((i + 1) * size)
+                start.wrapping_add((i + 1) * size)
             } else {
                 ptr::null_mut()
             };
-            // SAFETY: the span is ours; each block is inside it.
+            // SAFETY: the caller owns the blocks.
             unsafe { set_next(p, next) };
         }
-        Some((span, n))
+        (start, n)
     }
 
     /// Hands the first `n` blocks of the chain at `head` to the central heap
@@ -992,6 +1050,20 @@ impl Core {
             .is_err()
         {
             return 0;
+        }
+        // The span being carved holds blocks that are in no list, so it
+        // could never be released: its uncarved rest goes to the central
+        // heap first (the next refill starts a new span).
+        // Acquire: as in `refill`.
+        let cur = self.classes[c].fresh.swap(0, Ordering::Acquire);
+        if cur != 0 {
+            let size = CLASS_SIZES[c] as usize;
+            let end = (cur & !(SPAN - 1)) + blocks_per_span(c) * size;
+            // SAFETY: the uncarved rest of the span became ours with the swap.
+            let (head, n) = unsafe { Self::link(cur as *mut u8, size, (end - cur) / size) };
+            // What cannot be listed (no memory for batch descriptors) stays
+            // unlisted: leaked, never handed out twice.
+            let _unlisted = self.push_blocks(c, head, n);
         }
         let released = self.scavenge_locked(c);
         // Release: pairs with the Acquire CAS above.
