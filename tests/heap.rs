@@ -565,7 +565,11 @@ fn unsized_free_and_usable_size_cover_every_range() {
     assert_eq!(heap.usable_size(on_stack.as_ptr()), None);
     // SAFETY: from this heap.
     unsafe { heap.free(big) };
-    assert_eq!(heap.usable_size(big), None, "a freed large block has no size");
+    assert_eq!(
+        heap.usable_size(big),
+        None,
+        "a freed large block has no size"
+    );
 }
 
 /// A second free of a large or huge block, and a free of a page inside a
@@ -621,7 +625,10 @@ fn prepare_fork_holds_large_operations_until_after_fork() {
             unsafe { heap.dealloc(p, l) };
         });
         std::thread::sleep(std::time::Duration::from_millis(100));
-        assert!(!done_large.load(Ordering::SeqCst), "a large allocation ran during the fork");
+        assert!(
+            !done_large.load(Ordering::SeqCst),
+            "a large allocation ran during the fork"
+        );
         // The forking thread itself may still allocate.
         let l = Layout::from_size_align(100_000, 8).unwrap();
         let p = heap.alloc(l);
