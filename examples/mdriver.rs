@@ -31,7 +31,7 @@ and compare throughput and memory use.
 USAGE:
     mdriver [OPTIONS] <TRACE>...
     mdriver gen [--seed S] [--threads T] [--ops N] [--out DIR] [WORKLOAD...]
-    mdriver convert <RECORDING> <TRACE>
+    mdriver convert [--head N] <RECORDING> <TRACE>
 
 REPLAY OPTIONS:
     -a, --alloc LIST     comma-separated allocators [default: all]:
@@ -66,7 +66,8 @@ GEN: writes <workload>.rep files (churn, tree, powerlaw, realloc, prodcons,
 largefrag; all by default) [--seed 1 --threads 4 --ops 30000 --out traces].
 
 CONVERT: turns a recording of a real program (VVMALLOC_TRACE=FILE with the
-preloadable library writes FILE.<pid>) into a trace file.
+preloadable library writes FILE.<pid>) into a trace file; --head N keeps
+its first N requests.
 
 EXAMPLES:
     cargo run --release --example mdriver -- traces/*.rep
@@ -336,13 +337,25 @@ EXAMPLES:
     }
 
     /// `mdriver convert`: a raw recording to a trace file.
-    fn convert(from: &Path, to: &Path) {
+    fn convert(from: &Path, to: &Path, head: Option<usize>) {
         let raw = std::fs::read(from).unwrap_or_else(|e| die(&format!("{}: {e}", from.display())));
         let name = to
             .file_stem()
             .map_or("trace".into(), |s| s.to_string_lossy().into_owned());
-        let (t, c) =
+        let (mut t, c) =
             vvmalloc::trace::record::convert(&name, &raw).unwrap_or_else(|e| die(&e.to_string()));
+        if let Some(n) = head {
+            // A prefix of a valid history is valid (the replayer frees what
+            // it leaves allocated).
+            let text: String = t
+                .to_text()
+                .lines()
+                .skip(4)
+                .take(n)
+                .map(|l| format!("{l}\n"))
+                .collect();
+            t = Trace::parse(&name, &text).unwrap_or_else(|e| die(&e.to_string()));
+        }
         std::fs::write(to, t.to_text()).unwrap_or_else(|e| die(&format!("{}: {e}", to.display())));
         println!(
             "wrote {} ({} requests from {} records, {} threads, peak live {} bytes; \
@@ -376,10 +389,16 @@ EXAMPLES:
             return;
         }
         if args.first().map(String::as_str) == Some("convert") {
-            let [_, from, to] = &args[..] else {
-                die("usage: mdriver convert <RECORDING> <TRACE>")
+            let (head, rest) = match &args[1..] {
+                [flag, n, rest @ ..] if flag == "--head" => {
+                    (Some(n.parse().unwrap_or_else(|_| die("bad --head"))), rest)
+                }
+                rest => (None, rest),
             };
-            convert(Path::new(from), Path::new(to));
+            let [from, to] = rest else {
+                die("usage: mdriver convert [--head N] <RECORDING> <TRACE>")
+            };
+            convert(Path::new(from), Path::new(to), head);
             return;
         }
         let mut allocs: Vec<String> = ALL.iter().map(|s| s.to_string()).collect();

@@ -387,6 +387,31 @@ fn the_shipped_traces_are_reproducible_and_replay_cleanly() {
     }
 }
 
+/// The recordings of real programs in `traces/real-*.rep` parse and replay
+/// with validation on vvmalloc's process heap and a heap instance.
+#[test]
+fn the_recorded_traces_of_real_programs_replay_cleanly() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("traces");
+    for name in ["python", "gcc", "git", "sort"] {
+        let path = dir.join(format!("real-{name}.rep"));
+        let t = Trace::read(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!t.ops().is_empty());
+        if cfg!(miri) {
+            continue;
+        }
+        let opts = Options {
+            threads: 2,
+            ..Options::default()
+        };
+        for a in [
+            Box::new(Global::new("vvmalloc", VvMalloc::new())) as Box<dyn ReplayAlloc>,
+            Box::new(Heap::<SkipIndex>::new()),
+        ] {
+            replay(&t, &*a, &opts).unwrap_or_else(|e| panic!("{name}, {}: {e}", a.name()));
+        }
+    }
+}
+
 /// An allocator that panics on its third allocation.
 struct Panics(AtomicUsize);
 

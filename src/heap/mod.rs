@@ -72,14 +72,20 @@
 //! # Misuse
 //!
 //! The heap checks what it can cheaply check on every free: a pointer outside
-//! its arena that is not a huge block, a pointer inside it but not at the
-//! start of a block of a live span, and a large block freed twice (or
-//! overlapping a free block). Each is counted in [`Stats::misuse`] and the
-//! block is left alone (leaked) rather than corrupting the heap. With
-//! [`HeapConfig::checked`] (or `VVMALLOC_CHECKED=1` for [`VvMalloc`]) the heap
-//! instead prints what it found, with the address, and aborts. A small block
-//! freed twice is *not* detected: it enters the free lists twice and will be
-//! handed out twice.
+//! its arena that is not a live huge block (huge blocks are kept in a
+//! lock-free table of their own), a pointer inside the arena but not at the
+//! start of a block of a live span, and a large block freed twice or a free
+//! of a page inside one (each live large block has a page record, cleared
+//! by its free). Each is counted in [`Stats::misuse`] and the block is left
+//! alone (leaked) rather than corrupting the heap. With
+//! [`HeapConfig::checked`] (or `VVMALLOC_CHECKED=1` for [`VvMalloc`] and the
+//! preloadable library) the heap instead prints what it found, with the
+//! address, and aborts. A small block freed twice is *not* detected: it
+//! enters the free lists twice and will be handed out twice.
+//!
+//! The same records let [`Heap::free`] free a block without being told its
+//! size, and [`Heap::usable_size`] report it, as C's `free` and
+//! `malloc_usable_size` need.
 //!
 //! # Failure
 //!
@@ -99,9 +105,13 @@
 //! heaps.
 //!
 //! The heap holds no lock at any time (the [`BTreeIndex`] baseline aside), so
-//! a `fork()` cannot leave a lock held in the child. The scavenger's "one at a
-//! time" flag is a try-flag: a child forked while it was set just never
-//! scavenges that class's central heap again.
+//! a `fork()` cannot leave a lock held in the child, and its small paths
+//! leave every shared structure consistent between any two atomic steps.
+//! The large path's operations may hold free runs out of the index for a
+//! moment and pin an epoch; [`Heap::prepare_fork`] keeps them out of a fork
+//! (the process heap registers it, and the matching `after_fork_*`
+//! handlers, with `pthread_atfork` on its first allocation). A thread's
+//! cached blocks are lost to a child it is not in: a bounded leak.
 //!
 //! [`IntrusiveStack`]: crate::intrusive::IntrusiveStack
 //! [`VvMalloc`]: crate::VvMalloc
