@@ -639,3 +639,37 @@ fn prepare_fork_holds_large_operations_until_after_fork() {
     });
     assert!(done_large.load(Ordering::SeqCst));
 }
+
+/// Freed large blocks up to 256 KiB are kept for reuse at their size:
+/// reused first, bounded, still checked for double frees, and given to
+/// the free index (and back to the OS) by `trim`.
+#[test]
+fn freed_large_blocks_are_reused_at_their_size_within_bounds() {
+    let heap: Heap = small_heap();
+    let l = Layout::from_size_align(64 << 10, 16).unwrap();
+    let p = heap.alloc(l);
+    // SAFETY: from this heap.
+    unsafe { heap.dealloc(p, l) };
+    assert_eq!(heap.stats().large_cache_bytes, 64 << 10);
+    assert_eq!(heap.alloc(l), p, "the cached block is reused");
+    assert_eq!(heap.stats().large_cache_bytes, 0);
+    // SAFETY: from this heap; the second free is the misuse.
+    unsafe {
+        heap.free(p);
+        heap.free(p);
+    }
+    assert_eq!(heap.stats().misuse, 1);
+    // At most 16 blocks of one size are kept; the rest go to the index.
+    let blocks: Vec<*mut u8> = (0..40).map(|_| heap.alloc(l)).collect();
+    for &b in &blocks {
+        // SAFETY: from this heap.
+        unsafe { heap.dealloc(b, l) };
+    }
+    let st = heap.stats();
+    assert_eq!(st.large_cache_bytes, 16 * (64 << 10));
+    assert_eq!(st.large_in_use_bytes, 0);
+    assert!(st.free_index_bytes >= 24 * (64 << 10));
+    heap.trim();
+    let st = heap.stats();
+    assert_eq!((st.large_cache_bytes, st.large_in_use_bytes), (0, 0));
+}

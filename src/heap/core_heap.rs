@@ -26,6 +26,13 @@ const LARGE_PURGE_MIN: usize = 64 << 20;
 /// cold ones (a region's untouched tail, or what many frees coalesced into),
 /// while the short ones are the holes that best fit keeps reusing.
 const PURGE_RUN_MIN: usize = 8 << 20;
+/// Freed large blocks of up to this many pages are kept for reuse at their
+/// size (`Core::large_cache`), skipping the free index.
+const LARGE_CACHE_PAGES: usize = if cfg!(loom) { 2 } else { 64 };
+/// At most this many blocks of one size are kept...
+const LARGE_CACHE_MAX: usize = 16;
+/// ... and this many bytes in all.
+const LARGE_CACHE_BYTES: usize = 32 << 20;
 /// A class's central heap is scavenged only above this many free bytes.
 const SCAVENGE_MIN: usize = 32 << 20;
 
@@ -377,6 +384,32 @@ unsafe impl Send for Chain {}
 #[cfg(not(loom))]
 type Transfer = Option<Box<[crossbeam_queue::ArrayQueue<Chain>]>>;
 
+/// Freed large blocks of one size, kept for reuse: a stack of batch
+/// descriptors (type-stable, so the stack's reads of a popped node's link
+/// never touch a block a program may be writing), each holding one block.
+struct LargeCache {
+    stack: IntrusiveStack,
+    count: AtomicUsize,
+}
+
+impl LargeCache {
+    #[cfg(not(loom))]
+    const fn new() -> Self {
+        Self {
+            stack: IntrusiveStack::new(),
+            count: AtomicUsize::new(0),
+        }
+    }
+
+    #[cfg(loom)]
+    fn new() -> Self {
+        Self {
+            stack: IntrusiveStack::new(),
+            count: AtomicUsize::new(0),
+        }
+    }
+}
+
 /// The state of a heap that does not depend on its free index.
 pub(crate) struct Core {
     /// Start of the arena's data (after the side table); null until the
@@ -398,6 +431,13 @@ pub(crate) struct Core {
     batches: IntrusiveStack,
     /// Released spans, ready for any class.
     free_spans: IntrusiveStack,
+    /// Freed large blocks by page count (index `pages - 1`): a program that
+    /// frees and allocates blocks of one size over and over (zlib's 32 and
+    /// 64 KiB windows, say) reuses them with two stack operations instead
+    /// of a search, split and coalesce in the free index.
+    large_cache: [LargeCache; LARGE_CACHE_PAGES],
+    /// Bytes in `large_cache`.
+    large_cached: AtomicUsize,
     scavenging: AtomicBool,
     pub(crate) requested: AtomicIsize,
     large_in_use: AtomicUsize,
@@ -467,7 +507,7 @@ unsafe impl Sync for Core {}
 /// The initialiser of `Core`, shared by the `const` constructor and loom's
 /// (whose atomics are not `const`).
 macro_rules! core_new {
-    ($config:expr, $central:expr, $stack:expr) => {{
+    ($config:expr, $central:expr, $stack:expr, $cache:expr) => {{
         let config: HeapConfig = $config;
         let arena_bytes = config.arena_bytes.next_multiple_of(SPAN);
         Self {
@@ -482,6 +522,8 @@ macro_rules! core_new {
             classes: $central,
             batches: $stack,
             free_spans: $stack,
+            large_cache: $cache,
+            large_cached: AtomicUsize::new(0),
             scavenging: AtomicBool::new(false),
             requested: AtomicIsize::new(0),
             large_in_use: AtomicUsize::new(0),
@@ -511,7 +553,8 @@ impl Core {
         core_new!(
             config,
             [const { ClassState::new() }; CLASSES],
-            IntrusiveStack::new()
+            IntrusiveStack::new(),
+            [const { LargeCache::new() }; LARGE_CACHE_PAGES]
         )
     }
 
@@ -520,7 +563,8 @@ impl Core {
         core_new!(
             config,
             core::array::from_fn(|_| ClassState::new()),
-            IntrusiveStack::new()
+            IntrusiveStack::new(),
+            core::array::from_fn(|_| LargeCache::new())
         )
     }
 
@@ -724,6 +768,55 @@ impl Core {
         // Relaxed: published with the span's blocks (see `SpanMeta::kind`).
         m.kind.store(kind, Ordering::Relaxed);
         Some(data.wrapping_add(self.unit_of_meta(data, m) * SPAN))
+    }
+
+    /// A cached large block of `pages` pages, if any.
+    fn cache_take(&self, pages: usize) -> Option<*mut u8> {
+        let lc = self.large_cache.get(pages.checked_sub(1)?)?;
+        let b = lc.stack.pop()?.cast::<Batch>();
+        // SAFETY: popping made the descriptor ours; its block was written
+        // before the Release CAS of its push, which our pop acquired.
+        let p = unsafe { b.as_ref().head.with(|p| *p) };
+        self.batch_put(b);
+        // Relaxed: bounds and statistics, no ordering.
+        lc.count.fetch_sub(1, Ordering::Relaxed);
+        // Relaxed: as above.
+        self.large_cached.fetch_sub(pages * PAGE, Ordering::Relaxed);
+        Some(p)
+    }
+
+    /// Keeps the freed large block `p` of `pages` pages for reuse; `false`
+    /// when the cache of its size or the whole cache is full (or no
+    /// descriptor can be had).
+    fn cache_put(&self, p: *mut u8, pages: usize) -> bool {
+        let Some(lc) = pages.checked_sub(1).and_then(|i| self.large_cache.get(i)) else {
+            return false;
+        };
+        let bytes = pages * PAGE;
+        // Relaxed (all the counts here): bounds and statistics, no ordering.
+        let undo = |with_bytes: bool| {
+            lc.count.fetch_sub(1, Ordering::Relaxed);
+            if with_bytes {
+                self.large_cached.fetch_sub(bytes, Ordering::Relaxed);
+            }
+        };
+        if lc.count.fetch_add(1, Ordering::Relaxed) >= LARGE_CACHE_MAX {
+            undo(false);
+            return false;
+        }
+        if self.large_cached.fetch_add(bytes, Ordering::Relaxed) + bytes > LARGE_CACHE_BYTES {
+            undo(true);
+            return false;
+        }
+        let Some(b) = self.arena().and_then(|data| self.batch_take(data, None)) else {
+            undo(true);
+            return false;
+        };
+        // SAFETY: we own the descriptor until the push below publishes it.
+        unsafe { b.as_ref().head.with_mut(|h| *h = p) };
+        // SAFETY: as above; batch records are type-stable.
+        unsafe { lc.stack.push(b.cast()) };
+        true
     }
 
     fn batch_get(&self, data: *mut u8) -> Option<NonNull<Batch>> {
@@ -1618,6 +1711,13 @@ impl<I: FreeIndex> Heap<I> {
         for c in 0..CLASSES {
             released += self.core.scavenge(c);
         }
+        // Acquire: as in `Core::arena`.
+        let data = self.core.data.load(Ordering::Acquire);
+        for pages in 1..=LARGE_CACHE_PAGES {
+            while let Some(p) = self.core.cache_take(pages) {
+                self.free_run(data, p as usize, pages * PAGE);
+            }
+        }
         released + self.trim_large(PAGE)
     }
 
@@ -1667,6 +1767,8 @@ impl<I: FreeIndex> Heap<I> {
             free_index_blocks: self.index.len(),
             // Relaxed: as above.
             free_index_bytes: core.large_free.load(Ordering::Relaxed),
+            // Relaxed: as above.
+            large_cache_bytes: core.large_cached.load(Ordering::Relaxed),
             reclaim_held_nodes: self.index.held_back(),
             // Relaxed: as above.
             huge_blocks: core.huge_blocks.load(Ordering::Relaxed),
@@ -1907,6 +2009,16 @@ impl<I: FreeIndex> Heap<I> {
             return (ptr::null_mut(), false);
         };
         let n = size.next_multiple_of(PAGE);
+        if align <= PAGE {
+            if let Some(p) = core.cache_take(n / PAGE) {
+                // Relaxed: a statistic.
+                core.large_in_use.fetch_add(n, Ordering::Relaxed);
+                // Relaxed: as below.
+                core.page_entry(data, p)
+                    .store((n / PAGE) as u32, Ordering::Relaxed);
+                return (p, false);
+            }
+        }
         let need = if align > PAGE { n + align - PAGE } else { n };
         // While another thread splits or coalesces, the runs it claimed are
         // out of the index: a failed search then is not a full heap. Without
@@ -2068,7 +2180,9 @@ impl<I: FreeIndex> Heap<I> {
         let n = pages * PAGE;
         // Relaxed: a statistic.
         core.large_in_use.fetch_sub(n, Ordering::Relaxed);
-        self.free_run(data, addr, n);
+        if !core.cache_put(p, pages) {
+            self.free_run(data, addr, n);
+        }
         Some(n)
     }
 

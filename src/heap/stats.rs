@@ -43,6 +43,9 @@ pub struct Stats {
     pub free_index_blocks: usize,
     /// Bytes of those runs.
     pub free_index_bytes: usize,
+    /// Bytes of freed large blocks (up to 256 KiB) kept for reuse at their
+    /// size, outside the free index (see the heap's documentation).
+    pub large_cache_bytes: usize,
     /// Nodes of the free index retired by its reclamation scheme and not yet
     /// freed (see [`FreeIndex::held_back`](super::FreeIndex::held_back):
     /// process-wide for the scheme).
