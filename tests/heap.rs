@@ -673,3 +673,32 @@ fn freed_large_blocks_are_reused_at_their_size_within_bounds() {
     let st = heap.stats();
     assert_eq!((st.large_cache_bytes, st.large_in_use_bytes), (0, 0));
 }
+
+/// A freed huge block is kept mapped and reused by the next huge request of
+/// its size; a zeroed request still gets zeros; `trim` unmaps the rest.
+#[test]
+fn freed_huge_blocks_are_reused_and_zeroed_when_asked() {
+    let heap: Heap = small_heap();
+    let l = Layout::from_size_align(HUGE_MIN + 4096, 16).unwrap();
+    let p = heap.alloc(l);
+    fill(p, l.size(), 7);
+    // SAFETY: from this heap.
+    unsafe { heap.dealloc(p, l) };
+    assert_eq!(heap.stats().huge_blocks, 0);
+    assert!(heap.stats().mapped_bytes >= l.size(), "kept mapped");
+    let q = heap.alloc_zeroed(l);
+    assert_eq!(q, p, "the mapping is reused");
+    // SAFETY: `q` has `l.size()` bytes.
+    assert!(unsafe { std::slice::from_raw_parts(q, l.size()) }
+        .iter()
+        .all(|&b| b == 0));
+    // SAFETY: from this heap; then a double free, detected.
+    unsafe {
+        heap.dealloc(q, l);
+        heap.free(q);
+    }
+    assert_eq!(heap.stats().misuse, 1);
+    let before = heap.stats().mapped_bytes;
+    assert!(heap.trim() >= l.size());
+    assert!(heap.stats().mapped_bytes + l.size() <= before);
+}

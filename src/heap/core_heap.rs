@@ -33,6 +33,11 @@ const LARGE_CACHE_PAGES: usize = if cfg!(loom) { 2 } else { 64 };
 const LARGE_CACHE_MAX: usize = 16;
 /// ... and this many bytes in all.
 const LARGE_CACHE_BYTES: usize = 32 << 20;
+/// Freed huge blocks kept mapped for reuse (as glibc's dynamic `mmap`
+/// threshold does): at most this many...
+const HUGE_CACHE_SLOTS: usize = 4;
+/// ... and this many bytes in all.
+const HUGE_CACHE_BYTES: usize = 128 << 20;
 /// A class's central heap is scavenged only above this many free bytes.
 const SCAVENGE_MIN: usize = 32 << 20;
 
@@ -159,6 +164,63 @@ struct HugeTable {
 struct HugeSlot {
     key: AtomicUsize,
     len: AtomicUsize,
+}
+
+impl HugeSlot {
+    const fn new() -> Self {
+        Self {
+            key: AtomicUsize::new(SLOT_EMPTY),
+            len: AtomicUsize::new(0),
+        }
+    }
+
+    /// Claims the slot if it holds a mapping `fits` accepts: `(addr, len)`.
+    fn claim(&self, fits: impl Fn(usize, usize) -> bool) -> Option<(usize, usize)> {
+        // Acquire: pairs with the Release store of the key in `offer`.
+        let k = self.key.load(Ordering::Acquire);
+        if k <= SLOT_RESERVED {
+            return None;
+        }
+        // Acquire: as above (on success the slot is ours; on failure we
+        // move on).
+        self.key
+            .compare_exchange(k, SLOT_RESERVED, Ordering::Acquire, Ordering::Relaxed)
+            .ok()?;
+        // Relaxed: ordered by the Acquire CAS (the occupant's length).
+        let len = self.len.load(Ordering::Relaxed);
+        if fits(k, len) {
+            // Release: pairs with the loads in `claim` and `offer`.
+            self.key.store(SLOT_EMPTY, Ordering::Release);
+            Some((k, len))
+        } else {
+            // Release: puts it back, as in `offer`.
+            self.key.store(k, Ordering::Release);
+            None
+        }
+    }
+
+    /// Stores a mapping in the slot if it is empty.
+    fn offer(&self, addr: usize, len: usize) -> bool {
+        // Relaxed: claims the empty slot; the Release store below publishes
+        // its content.
+        if self
+            .key
+            .compare_exchange(
+                SLOT_EMPTY,
+                SLOT_RESERVED,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
+            .is_err()
+        {
+            return false;
+        }
+        // Relaxed: published by the Release store of the key.
+        self.len.store(len, Ordering::Relaxed);
+        // Release: pairs with the Acquire load in `claim`.
+        self.key.store(addr, Ordering::Release);
+        true
+    }
 }
 
 const HUGE_SLOTS: usize = 1 << 16;
@@ -458,6 +520,10 @@ pub(crate) struct Core {
     on_reserve: Option<fn()>,
     /// The huge blocks: address and mapping length (see `HugeTable`).
     huge: HugeTable,
+    /// Freed huge mappings kept for reuse.
+    huge_cache: [HugeSlot; HUGE_CACHE_SLOTS],
+    /// Bytes in `huge_cache`.
+    huge_cached: AtomicUsize,
     huge_blocks: AtomicUsize,
     huge_bytes: AtomicUsize,
     spans_released: AtomicUsize,
@@ -536,6 +602,8 @@ macro_rules! core_new {
             fork_owner: AtomicUsize::new(0),
             on_reserve: None,
             huge: HugeTable::new(),
+            huge_cache: [const { HugeSlot::new() }; HUGE_CACHE_SLOTS],
+            huge_cached: AtomicUsize::new(0),
             huge_blocks: AtomicUsize::new(0),
             huge_bytes: AtomicUsize::new(0),
             spans_released: AtomicUsize::new(0),
@@ -1323,14 +1391,39 @@ impl Core {
         self.checked.store(on, Ordering::Relaxed);
     }
 
-    fn alloc_huge(&self, size: usize, align: usize) -> *mut u8 {
+    /// A huge block, and whether it is a fresh mapping (so zero).
+    fn alloc_huge(&self, size: usize, align: usize) -> (*mut u8, bool) {
         let ps = os::page_size();
         let Some(n) = size.checked_next_multiple_of(ps) else {
-            return ptr::null_mut();
+            return (ptr::null_mut(), false);
         };
         if self.os_fails() {
-            return ptr::null_mut();
+            return (ptr::null_mut(), false);
         }
+        // A cached mapping of the same size (up to an eighth more).
+        let fits = |a: usize, len: usize| a % align == 0 && len >= n && len - n <= n / 8;
+        if let Some((a, len)) = self.huge_cache.iter().find_map(|s| s.claim(fits)) {
+            // Relaxed: a bound.
+            self.huge_cached.fetch_sub(len, Ordering::Relaxed);
+            let p = ptr::with_exposed_provenance_mut::<u8>(a);
+            if !self.huge.insert(a, len) {
+                // SAFETY: the cached mapping is ours alone now.
+                unsafe { os::unmap(p, len) };
+                return (ptr::null_mut(), false);
+            }
+            // Relaxed: statistics.
+            self.huge_blocks.fetch_add(1, Ordering::Relaxed);
+            // Relaxed: as above.
+            self.huge_bytes.fetch_add(len, Ordering::Relaxed);
+            return (p, false);
+        }
+        (self.map_huge(n, align), true)
+    }
+
+    /// A fresh mapping of `n` bytes aligned to `align`, recorded as a huge
+    /// block.
+    fn map_huge(&self, n: usize, align: usize) -> *mut u8 {
+        let ps = os::page_size();
         let p = if align <= ps {
             match os::map_rw(n) {
                 Some(p) => p.as_ptr(),
@@ -1378,14 +1471,47 @@ impl Core {
             self.misuse("free of a pointer this heap never returned", p);
             return None;
         };
-        // SAFETY: the table records whole mappings of huge blocks, and the
-        // removal made the block ours alone.
-        unsafe { os::unmap(p, n) };
+        if !self.huge_cache_put(p, n) {
+            // SAFETY: the table records whole mappings of huge blocks, and
+            // the removal made the block ours alone.
+            unsafe { os::unmap(p, n) };
+        }
         // Relaxed: statistics.
         self.huge_blocks.fetch_sub(1, Ordering::Relaxed);
         // Relaxed: as above.
         self.huge_bytes.fetch_sub(n, Ordering::Relaxed);
         Some(n)
+    }
+
+    /// Keeps a freed huge mapping for reuse; `false` if the cache is full.
+    fn huge_cache_put(&self, p: *mut u8, len: usize) -> bool {
+        // Relaxed: a bound (a race may overshoot by a mapping per thread).
+        if self.huge_cached.fetch_add(len, Ordering::Relaxed) + len <= HUGE_CACHE_BYTES
+            && self
+                .huge_cache
+                .iter()
+                .any(|s| s.offer(p.expose_provenance(), len))
+        {
+            return true;
+        }
+        // Relaxed: as above.
+        self.huge_cached.fetch_sub(len, Ordering::Relaxed);
+        false
+    }
+
+    /// Unmaps every cached huge mapping; returns the bytes.
+    fn huge_cache_drain(&self) -> usize {
+        let mut released = 0;
+        for s in &self.huge_cache {
+            if let Some((a, len)) = s.claim(|_, _| true) {
+                // Relaxed: a bound.
+                self.huge_cached.fetch_sub(len, Ordering::Relaxed);
+                // SAFETY: the claimed mapping is ours alone.
+                unsafe { os::unmap(ptr::with_exposed_provenance_mut::<u8>(a), len) };
+                released += len;
+            }
+        }
+        released
     }
 }
 
@@ -1718,7 +1844,7 @@ impl<I: FreeIndex> Heap<I> {
                 self.free_run(data, p as usize, pages * PAGE);
             }
         }
-        released + self.trim_large(PAGE)
+        released + self.trim_large(PAGE) + self.core.huge_cache_drain()
     }
 
     /// The heap's statistics: cheap counters, plus one `mincore` walk of the
@@ -1760,7 +1886,8 @@ impl<I: FreeIndex> Heap<I> {
                     .sum::<isize>())
             .max(0) as usize,
             in_use_bytes: small_in_use + large + huge,
-            mapped_bytes: bump + huge,
+            // Relaxed: as above.
+            mapped_bytes: bump + huge + core.huge_cached.load(Ordering::Relaxed),
             resident_bytes: resident + huge,
             small: classes,
             large_in_use_bytes: large,
@@ -1801,7 +1928,7 @@ impl<I: FreeIndex> Heap<I> {
                 None => self.core.alloc_small_shared(c),
             }
         } else if size >= HUGE_MIN {
-            self.core.alloc_huge(size, align)
+            self.core.alloc_huge(size, align).0
         } else {
             self.alloc_large(size, align).0
         };
@@ -1816,10 +1943,15 @@ impl<I: FreeIndex> Heap<I> {
 
     pub(crate) fn alloc_zeroed_in(&self, bins: Option<&mut Bins>, layout: Layout) -> *mut u8 {
         let size = layout.size().max(1);
-        if class::class_of(size, layout.align()).is_none() && size < HUGE_MIN {
-            // A large block carved from a fresh region is untouched OS
-            // memory, zero already: only reused runs are cleared.
-            let (p, fresh) = self.alloc_large(size, layout.align());
+        if class::class_of(size, layout.align()).is_none() {
+            // A large block carved from a fresh region, or a fresh huge
+            // mapping, is untouched OS memory, zero already: only reused
+            // memory is cleared.
+            let (p, fresh) = if size < HUGE_MIN {
+                self.alloc_large(size, layout.align())
+            } else {
+                self.core.alloc_huge(size, layout.align())
+            };
             if !p.is_null() {
                 // Relaxed: a statistic.
                 self.core
@@ -1833,8 +1965,7 @@ impl<I: FreeIndex> Heap<I> {
             return p;
         }
         let p = self.alloc_in(bins, layout);
-        // Fresh huge mappings are zero already.
-        if !p.is_null() && size < HUGE_MIN {
+        if !p.is_null() {
             // SAFETY: the block has at least `layout.size()` bytes.
             unsafe { ptr::write_bytes(p, 0, layout.size()) };
         }

@@ -36,7 +36,12 @@
 //!   times the large bytes in use, at most once per 64 MiB freed and once a
 //!   second, so a program that reuses its large blocks does not
 //!   fault them in again and again; [`Heap::trim`] purges them all.
-//! - A huge block is unmapped when freed.
+//! - A freed huge block is kept mapped for reuse by a huge request of its
+//!   size (up to an eighth smaller), as glibc's dynamic `mmap` threshold
+//!   does: at most 4 mappings and 128 MiB; beyond that, or on
+//!   [`Heap::trim`], it is unmapped. A program that allocates and frees one
+//!   big buffer over and over (`sort`) then does not fault its pages in
+//!   each time.
 //!
 //! # Cross-thread frees
 //!

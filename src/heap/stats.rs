@@ -30,7 +30,8 @@ pub struct Stats {
     /// class size, large blocks rounded to pages, huge blocks to pages).
     pub in_use_bytes: usize,
     /// Bytes mapped read-write: the part of the arena in use by spans and
-    /// large regions, plus huge blocks.
+    /// large regions, plus huge blocks (and freed huge mappings kept for
+    /// reuse).
     pub mapped_bytes: usize,
     /// Of those, bytes resident in memory (`mincore` of the arena; huge
     /// blocks counted as resident).
