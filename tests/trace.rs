@@ -374,16 +374,22 @@ fn the_shipped_traces_are_reproducible_and_replay_cleanly() {
             // CLI does that (see the README), not the test suite.
             continue;
         }
-        let opts = Options {
-            threads: 2,
-            ..Options::default()
-        };
-        for a in [
-            Box::new(Global::new("vvmalloc", VvMalloc::new())) as Box<dyn ReplayAlloc>,
-            Box::new(Heap::<SkipIndex>::new()),
-        ] {
-            replay(&t, &*a, &opts).unwrap_or_else(|e| panic!("{}: {e}", a.name()));
-        }
+        replay_validated_on_vvmalloc(&t);
+    }
+}
+
+/// Replays `t` with validation, on 2 threads, on vvmalloc's process heap
+/// and on a heap instance; panics naming the trace and allocator.
+fn replay_validated_on_vvmalloc(t: &Trace) {
+    let opts = Options {
+        threads: 2,
+        ..Options::default()
+    };
+    for a in [
+        Box::new(Global::new("vvmalloc", VvMalloc::new())) as Box<dyn ReplayAlloc>,
+        Box::new(Heap::<SkipIndex>::new()),
+    ] {
+        replay(t, &*a, &opts).unwrap_or_else(|e| panic!("{}, {}: {e}", t.name(), a.name()));
     }
 }
 
@@ -399,16 +405,7 @@ fn the_recorded_traces_of_real_programs_replay_cleanly() {
         if cfg!(miri) {
             continue;
         }
-        let opts = Options {
-            threads: 2,
-            ..Options::default()
-        };
-        for a in [
-            Box::new(Global::new("vvmalloc", VvMalloc::new())) as Box<dyn ReplayAlloc>,
-            Box::new(Heap::<SkipIndex>::new()),
-        ] {
-            replay(&t, &*a, &opts).unwrap_or_else(|e| panic!("{name}, {}: {e}", a.name()));
-        }
+        replay_validated_on_vvmalloc(&t);
     }
 }
 
