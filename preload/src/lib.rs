@@ -54,7 +54,9 @@ fn set_errno(e: c_int) {
 
 /// A block of at least `size` bytes aligned to `align` (a power of two), or
 /// null with `errno = ENOMEM`. Allocated at its usable size, so that the
-/// heap's byte counts stay exact when `free` hands back the usable size.
+/// heap's requested-bytes count stays close when `free` hands back the
+/// usable size (a `realloc` that shrinks in place leaves it off by the
+/// difference to the class size).
 #[inline]
 fn alloc_block(size: usize, align: usize, zeroed: bool) -> *mut u8 {
     let layout = good_size(size, align).and_then(|n| Layout::from_size_align(n, align).ok());

@@ -12,7 +12,11 @@
 //! under an uncontended flag, plus one shared counter for the sequence
 //! numbers; a full buffer is written with one `write`. The buffers of
 //! threads still running are written when the process exits through
-//! `exit`; an `_exit` or a fatal signal loses what they hold.
+//! `exit`; an `_exit` or a fatal signal loses what they hold. Not recorded:
+//! what a thread frees after its thread-local destructors ran (`pthread`
+//! key destructors, which come later), and what shared libraries'
+//! destructors do after the final flush; the conversion counts such frees
+//! as lost, and the blocks stay live to the end of the trace.
 
 use core::cell::{Cell, UnsafeCell};
 use core::ptr;
@@ -189,6 +193,23 @@ struct ExitGuard;
 
 impl Drop for ExitGuard {
     fn drop(&mut self) {
+        // The main thread's thread-locals are destroyed at the start of
+        // `exit`, before the atexit handlers and the destructors of static
+        // objects, whose requests are still wanted: flush, keep recording
+        // (`flush_all` writes the rest).
+        // SAFETY: no preconditions.
+        if unsafe { libc::gettid() == libc::getpid() } {
+            if let Ok(log) = MINE.try_with(Cell::get) {
+                if !log.is_null() && log != DEAD {
+                    // SAFETY: buffers are never freed.
+                    let log = unsafe { &*log };
+                    log.lock();
+                    log.flush();
+                    log.unlock();
+                }
+            }
+            return;
+        }
         let log = MINE.with(|m| m.replace(DEAD));
         if !log.is_null() && log != DEAD {
             // SAFETY: buffers are never freed.

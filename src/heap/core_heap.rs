@@ -52,7 +52,9 @@ const RELEASING: u32 = u32::MAX;
 pub struct HeapConfig {
     /// Address space the heap reserves for its small and large blocks (huge
     /// blocks are mapped outside it). Only what is used is committed; the
-    /// side table of 16 bytes per 64 KiB is committed up front. Rounded up to
+    /// side table (16 bytes per 64 KiB span and 4 per 4 KiB page: 80 MiB
+    /// for the default 64 GiB) is committed up front, and only its touched
+    /// pages become resident. Rounded up to
     /// 64 KiB; at least 64 MiB is sensible.
     pub arena_bytes: usize,
     /// Report misuse (invalid or double free) on stderr and abort, instead
@@ -131,8 +133,20 @@ impl<'a> InFlight<'a> {
             }
             // SeqCst: as above.
             core.large_in_flight.fetch_sub(1, Ordering::SeqCst);
+            // The wait is bounded: the forking thread may be blocked, past
+            // its prepare handlers, on a lock this thread holds (one of the
+            // C library's, say). After `FORK_WAIT_MS` we go on: a child
+            // forked meanwhile may then leak the runs we hold (and, with
+            // epoch reclamation, the nodes retired after), which is better
+            // than a deadlock.
+            let start = now_ms();
             // Relaxed: a wait; the SeqCst load above decides.
             while core.forking.load(Ordering::Relaxed) {
+                if now_ms().wrapping_sub(start) > FORK_WAIT_MS {
+                    // SeqCst: as above.
+                    core.large_in_flight.fetch_add(1, Ordering::SeqCst);
+                    return InFlight(&core.large_in_flight);
+                }
                 crate::sync::thread::yield_now();
             }
         }
@@ -201,14 +215,15 @@ impl HugeSlot {
 
     /// Stores a mapping in the slot if it is empty.
     fn offer(&self, addr: usize, len: usize) -> bool {
-        // Relaxed: claims the empty slot; the Release store below publishes
-        // its content.
+        // Acquire: pairs with the Release store of `SLOT_EMPTY` in `claim`,
+        // so the claimer's read of the old length happens before our write.
+        // The Release store below publishes our content.
         if self
             .key
             .compare_exchange(
                 SLOT_EMPTY,
                 SLOT_RESERVED,
-                Ordering::Relaxed,
+                Ordering::Acquire,
                 Ordering::Relaxed,
             )
             .is_err()
@@ -285,9 +300,11 @@ impl HugeTable {
             // Relaxed: only a hint; the CAS below decides.
             let k = s.key.load(Ordering::Relaxed);
             if (k == SLOT_EMPTY || k == SLOT_TOMB)
-                // Relaxed: claims the slot for this thread; the Release
-                // store of the key below publishes its content.
-                && s.key.compare_exchange(k, SLOT_RESERVED, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+                // Acquire: pairs with the Release CAS in `remove` that
+                // tombstoned the slot, so the remover's read of the old
+                // length happens before our write of the new one. The
+                // Release store of the key below publishes our content.
+                && s.key.compare_exchange(k, SLOT_RESERVED, Ordering::Acquire, Ordering::Relaxed).is_ok()
             {
                 // Relaxed: published by the Release store of the key.
                 s.len.store(len, Ordering::Relaxed);
@@ -330,14 +347,17 @@ impl HugeTable {
         let s = self.find(addr)?;
         // Relaxed: ordered by the Acquire load of the key in `find`.
         let len = s.len.load(Ordering::Relaxed);
-        // Relaxed: the slot's content was read above; a later insert
-        // publishes its own with a Release store.
+        // Release: pairs with the Acquire CAS of a later `insert` reusing
+        // the slot (our read of the length above comes first).
         s.key
-            .compare_exchange(addr, SLOT_TOMB, Ordering::Relaxed, Ordering::Relaxed)
+            .compare_exchange(addr, SLOT_TOMB, Ordering::Release, Ordering::Relaxed)
             .is_ok()
             .then_some(len)
     }
 }
+
+/// How long (ms) a large operation waits for a `fork` in progress.
+const FORK_WAIT_MS: usize = 100;
 
 /// How many times `alloc_large` searches the index again, while other large
 /// operations hold runs, before it maps a new region.
@@ -1402,10 +1422,18 @@ impl Core {
         }
         // A cached mapping of the same size (up to an eighth more).
         let fits = |a: usize, len: usize| a % align == 0 && len >= n && len - n <= n / 8;
-        if let Some((a, len)) = self.huge_cache.iter().find_map(|s| s.claim(fits)) {
+        if let Some((a, mut len)) = self.huge_cache.iter().find_map(|s| s.claim(fits)) {
             // Relaxed: a bound.
             self.huge_cached.fetch_sub(len, Ordering::Relaxed);
             let p = ptr::with_exposed_provenance_mut::<u8>(a);
+            if len > n {
+                // The tail goes back, so the block's length is what was
+                // asked for (and a free without a size frees just that).
+                // SAFETY: the claimed mapping is ours alone; `n` is a
+                // multiple of the page size.
+                unsafe { os::unmap(p.wrapping_add(n), len - n) };
+                len = n;
+            }
             if !self.huge.insert(a, len) {
                 // SAFETY: the cached mapping is ours alone now.
                 unsafe { os::unmap(p, len) };
@@ -2422,6 +2450,15 @@ impl<I: FreeIndex> Drop for Heap<I> {
             // `LocalHeap` borrowed the heap and is gone; blocks the user did
             // not free are theirs to lose). The reservation is ours.
             unsafe { os::unmap(data.wrapping_sub(table), table + self.core.arena_bytes) };
+        }
+        // Huge blocks the user did not free are theirs to lose; the kept
+        // ones and the huge table are ours.
+        self.core.huge_cache_drain();
+        // Acquire: as in `HugeTable::slots`.
+        let slots = self.core.huge.slots.load(Ordering::Acquire);
+        if !slots.is_null() {
+            // SAFETY: the table's own mapping; `&mut self`: nobody uses it.
+            unsafe { os::unmap(slots.cast(), HUGE_SLOTS * size_of::<HugeSlot>()) };
         }
     }
 }
