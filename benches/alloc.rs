@@ -34,87 +34,14 @@ fn main() {
 /// The bench proper (the loom build of the crate has no `VvMalloc`).
 #[cfg(not(loom))]
 mod bench {
-    use std::alloc::{GlobalAlloc, Layout, System};
     use std::process::Command;
-    use std::sync::LazyLock;
-    use std::thread::LocalKey;
 
-    use vvmalloc::heap::{HeapConfig, LocalHeap};
-    use vvmalloc::Heap;
-
-    use crate::workloads::{self, Workload};
-
-    static VV: vvmalloc::VvMalloc = vvmalloc::VvMalloc::new();
-    static JE: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-    static MI: mimalloc::MiMalloc = mimalloc::MiMalloc;
+    use crate::workloads::{self, allocator, status_kib, Limit, Workload};
 
     const ALLOCATORS: [&str; 4] = ["vvmalloc", "glibc", "jemalloc", "mimalloc"];
-    /// The transfer-cache experiment's two heaps.
+    /// The transfer-cache experiment's two heaps (`Heap` instances used
+    /// through a `LocalHeap` per thread).
     const TRANSFER: [&str; 2] = ["vv-heap", "vv-heap+tc"];
-
-    static PLAIN: LazyLock<Heap> = LazyLock::new(Heap::new);
-    static WITH_TC: LazyLock<Heap> = LazyLock::new(|| {
-        Heap::with_config(HeapConfig {
-            transfer_cache: 16,
-            ..HeapConfig::new()
-        })
-    });
-    thread_local! {
-        static PLAIN_LOCAL: LocalHeap<'static> = PLAIN.local();
-        static TC_LOCAL: LocalHeap<'static> = WITH_TC.local();
-    }
-
-    /// A `Heap` instance used through one `LocalHeap` per thread.
-    struct Cached {
-        heap: &'static LazyLock<Heap>,
-        local: &'static LocalKey<LocalHeap<'static>>,
-    }
-
-    // SAFETY: forwards to the heap's thread caches, or to the heap's
-    // cache-less path once this thread's cache is gone; both are allocators.
-    unsafe impl GlobalAlloc for Cached {
-        unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-            self.local
-                .try_with(|c| c.alloc(l))
-                .unwrap_or_else(|_| self.heap.alloc(l))
-        }
-
-        unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-            // SAFETY: `p` came from this heap with `l` (the caller's
-            // contract), through either path.
-            self.local
-                .try_with(|c| unsafe { c.dealloc(p, l) })
-                .unwrap_or_else(|_| unsafe { self.heap.dealloc(p, l) })
-        }
-
-        unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-            // SAFETY: as in `dealloc`.
-            self.local
-                .try_with(|c| unsafe { c.realloc(p, l, new) })
-                .unwrap_or_else(|_| unsafe { self.heap.realloc(p, l, new) })
-        }
-    }
-
-    static VV_HEAP: Cached = Cached {
-        heap: &PLAIN,
-        local: &PLAIN_LOCAL,
-    };
-    static VV_HEAP_TC: Cached = Cached {
-        heap: &WITH_TC,
-        local: &TC_LOCAL,
-    };
-
-    fn allocator(name: &str) -> &'static (dyn GlobalAlloc + Sync) {
-        match name {
-            "vvmalloc" => &VV,
-            "glibc" => &System,
-            "jemalloc" => &JE,
-            "mimalloc" => &MI,
-            "vv-heap" => &VV_HEAP,
-            "vv-heap+tc" => &VV_HEAP_TC,
-            _ => panic!("unknown allocator {name}"),
-        }
-    }
 
     fn ops_per_thread(w: Workload) -> usize {
         match w {
@@ -122,24 +49,16 @@ mod bench {
             Workload::ProducerConsumer => 4_000_000,
             Workload::Mixed => 1_000_000,
             Workload::ReallocGrowth => 2_000_000,
+            // The report's suite (`examples/report`) runs the others.
+            _ => 1_000_000,
         }
-    }
-
-    fn status_kib(field: &str) -> usize {
-        std::fs::read_to_string("/proc/self/status")
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with(field))
-                    .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-            })
-            .unwrap_or(0)
     }
 
     /// The child: one run, printed as `ops secs peak_rss_bytes peak_live`.
     fn child(alloc: &str, w: Workload, threads: usize, ops: usize) {
         let base = status_kib("VmRSS:") * 1024;
-        let o = workloads::run(w, allocator(alloc), threads, ops, |_| {});
+        let a = allocator(alloc).expect("unknown allocator");
+        let o = workloads::run(w, &*a, threads, Limit::Ops(ops), |_| {});
         let hwm = status_kib("VmHWM:") * 1024;
         println!(
             "{} {} {} {}",

@@ -12,80 +12,19 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::hint::black_box;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use common::targets::{self, list_maps, Map, MIXED};
 use common::{timed_threads, xorshift};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use vvmalloc::reclaim::{Epoch, Hazard, Leak, Reclaim};
-use vvmalloc::List;
-
-trait Map: Send + Sync + 'static {
-    fn get(&self, k: u64) -> bool;
-    fn insert(&self, k: u64) -> bool;
-    fn remove(&self, k: u64) -> bool;
-}
-
-impl<R: Reclaim> Map for List<u64, u64, R> {
-    fn get(&self, k: u64) -> bool {
-        List::get(self, &k).is_some()
-    }
-    fn insert(&self, k: u64) -> bool {
-        List::insert(self, k, k)
-    }
-    fn remove(&self, k: u64) -> bool {
-        List::remove(self, &k).is_some()
-    }
-}
-
-impl Map for Mutex<BTreeMap<u64, u64>> {
-    fn get(&self, k: u64) -> bool {
-        self.lock().unwrap().contains_key(&k)
-    }
-    fn insert(&self, k: u64) -> bool {
-        self.lock().unwrap().insert(k, k).is_none()
-    }
-    fn remove(&self, k: u64) -> bool {
-        self.lock().unwrap().remove(&k).is_some()
-    }
-}
-
-fn maps(keys: u64) -> Vec<(&'static str, Arc<dyn Map>)> {
-    let maps: Vec<(&'static str, Arc<dyn Map>)> = vec![
-        ("list-epoch", Arc::new(List::<u64, u64, Epoch>::new())),
-        ("list-hazard", Arc::new(List::<u64, u64, Hazard>::new())),
-        // Own domains: what non-'static keys and values cost.
-        (
-            "list-epoch-own",
-            Arc::new(List::<u64, u64, Epoch>::with_own_domain()),
-        ),
-        (
-            "list-hazard-own",
-            Arc::new(List::<u64, u64, Hazard>::with_own_domain()),
-        ),
-        ("list-leak", Arc::new(List::<u64, u64, Leak>::new())),
-        ("mutex-btreemap", Arc::new(Mutex::new(BTreeMap::new()))),
-    ];
-    for (_, m) in &maps {
-        for k in (0..keys).step_by(2) {
-            m.insert(k);
-        }
-    }
-    maps
-}
 
 /// One operation of the mix, chosen by `r`.
 #[inline]
 fn op(map: &dyn Map, r: u64, keys: u64) -> bool {
-    let k = (r >> 8) % keys;
-    match r % 4 {
-        0 => map.insert(k),
-        1 => map.remove(k),
-        _ => map.get(k),
-    }
+    targets::op(map, MIXED, r, keys)
 }
 
 fn run(map: &Arc<dyn Map>, threads: usize, keys: u64, iters: u64) -> Duration {
@@ -102,7 +41,7 @@ fn mixed(c: &mut Criterion) {
     for threads in [1, 2] {
         for keys in [16u64, 128, 1024] {
             let mut group = c.benchmark_group(format!("list_mixed/{threads}t/{keys}keys"));
-            for (name, map) in maps(keys) {
+            for (name, map) in list_maps(keys) {
                 group.bench_function(BenchmarkId::from_parameter(name), |b| {
                     if threads == 1 {
                         let mut s = 0x2545_F491_4F6C_DD1D;

@@ -12,145 +12,18 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::hint::black_box;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
+use common::targets::{op, skiplist_maps, Map, Mix, MIXED, READ_MOSTLY, WRITE_HEAVY};
 use common::{timed_threads, xorshift};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use vvmalloc::reclaim::{Epoch, Hazard, Reclaim};
-use vvmalloc::SkipList;
 
-trait Map: Send + Sync + 'static {
-    fn get(&self, k: u64) -> bool;
-    fn insert(&self, k: u64);
-    fn remove(&self, k: u64) -> bool;
-}
+const WORKLOADS: [Mix; 3] = [READ_MOSTLY, MIXED, WRITE_HEAVY];
 
-impl<R: Reclaim> Map for SkipList<u64, u64, R> {
-    fn get(&self, k: u64) -> bool {
-        SkipList::get(self, &k).is_some()
-    }
-    fn insert(&self, k: u64) {
-        SkipList::insert(self, k, k);
-    }
-    fn remove(&self, k: u64) -> bool {
-        SkipList::remove(self, &k).is_some()
-    }
-}
-
-impl Map for crossbeam_skiplist::SkipMap<u64, u64> {
-    fn get(&self, k: u64) -> bool {
-        crossbeam_skiplist::SkipMap::get(self, &k).is_some()
-    }
-    fn insert(&self, k: u64) {
-        crossbeam_skiplist::SkipMap::insert(self, k, k);
-    }
-    fn remove(&self, k: u64) -> bool {
-        crossbeam_skiplist::SkipMap::remove(self, &k).is_some()
-    }
-}
-
-impl Map for Mutex<BTreeMap<u64, u64>> {
-    fn get(&self, k: u64) -> bool {
-        self.lock().unwrap().contains_key(&k)
-    }
-    fn insert(&self, k: u64) {
-        self.lock().unwrap().insert(k, k);
-    }
-    fn remove(&self, k: u64) -> bool {
-        self.lock().unwrap().remove(&k).is_some()
-    }
-}
-
-impl Map for RwLock<BTreeMap<u64, u64>> {
-    fn get(&self, k: u64) -> bool {
-        self.read().unwrap().contains_key(&k)
-    }
-    fn insert(&self, k: u64) {
-        self.write().unwrap().insert(k, k);
-    }
-    fn remove(&self, k: u64) -> bool {
-        self.write().unwrap().remove(&k).is_some()
-    }
-}
-
-/// Every map, filled with the even keys of `0..keys`, in random order (so
-/// that the skip lists' node addresses are not in key order either).
-fn maps(keys: u64) -> Vec<(&'static str, Arc<dyn Map>)> {
-    let maps: Vec<(&'static str, Arc<dyn Map>)> = vec![
-        (
-            "skiplist-epoch",
-            Arc::new(SkipList::<u64, u64, Epoch>::new()),
-        ),
-        (
-            "skiplist-hazard",
-            Arc::new(SkipList::<u64, u64, Hazard>::new()),
-        ),
-        (
-            "crossbeam-skipmap",
-            Arc::new(crossbeam_skiplist::SkipMap::new()),
-        ),
-        ("mutex-btreemap", Arc::new(Mutex::new(BTreeMap::new()))),
-        ("rwlock-btreemap", Arc::new(RwLock::new(BTreeMap::new()))),
-    ];
-    let mut order: Vec<u64> = (0..keys).step_by(2).collect();
-    let mut s = 0x1234_5678_9ABC_DEF1;
-    for i in (1..order.len()).rev() {
-        order.swap(i, (xorshift(&mut s) % (i as u64 + 1)) as usize);
-    }
-    for (_, m) in &maps {
-        for &k in &order {
-            m.insert(k);
-        }
-    }
-    maps
-}
-
-/// A workload: percentages of `get` and `insert` (the rest is `remove`).
-#[derive(Clone, Copy)]
-struct Workload {
-    name: &'static str,
-    get: u64,
-    insert: u64,
-}
-
-const WORKLOADS: [Workload; 3] = [
-    Workload {
-        name: "read-mostly",
-        get: 90,
-        insert: 5,
-    },
-    Workload {
-        name: "mixed",
-        get: 50,
-        insert: 25,
-    },
-    Workload {
-        name: "write-heavy",
-        get: 10,
-        insert: 45,
-    },
-];
-
-/// One operation of the workload, chosen by `r`.
-#[inline]
-fn op(map: &dyn Map, w: Workload, r: u64, keys: u64) -> bool {
-    let k = (r >> 8) % keys;
-    let p = r % 100;
-    if p < w.get {
-        map.get(k)
-    } else if p < w.get + w.insert {
-        map.insert(k);
-        true
-    } else {
-        map.remove(k)
-    }
-}
-
-fn run(map: &Arc<dyn Map>, w: Workload, threads: usize, keys: u64, iters: u64) -> Duration {
+fn run(map: &Arc<dyn Map>, w: Mix, threads: usize, keys: u64, iters: u64) -> Duration {
     let map = map.clone();
     timed_threads(threads, move |t| {
         let mut s = 0x9E37_79B9_7F4A_7C15 ^ (t as u64 + 1);
@@ -162,7 +35,7 @@ fn run(map: &Arc<dyn Map>, w: Workload, threads: usize, keys: u64, iters: u64) -
 
 fn workloads(c: &mut Criterion) {
     for keys in [1_000u64, 1_000_000] {
-        let maps = maps(keys);
+        let maps = skiplist_maps(keys);
         for w in WORKLOADS {
             for threads in [1, 2] {
                 let mut group =

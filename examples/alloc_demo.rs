@@ -32,7 +32,6 @@ mod workloads;
 /// The demo proper (the loom build of the crate has no `VvMalloc`).
 #[cfg(not(loom))]
 mod demo {
-    use std::alloc::{GlobalAlloc, System};
     use std::io::{BufRead, BufReader, IsTerminal, Write};
     use std::process::{Command, Stdio};
     use std::thread;
@@ -40,7 +39,7 @@ mod demo {
 
     use vvmalloc::VvMalloc;
 
-    use crate::workloads::{self, Workload};
+    use crate::workloads::{self, allocator, status_kib, Limit, Workload};
 
     #[global_allocator]
     static GLOBAL: VvMalloc = VvMalloc::new();
@@ -52,34 +51,16 @@ mod demo {
         peak_live: usize,
     }
 
-    fn status_kib(field: &str) -> usize {
-        std::fs::read_to_string("/proc/self/status")
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with(field))
-                    .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-            })
-            .unwrap_or(0)
-    }
-
-    fn allocator(name: &str) -> &'static (dyn GlobalAlloc + Sync) {
-        static VV: VvMalloc = VvMalloc::new();
-        match name {
-            "vvmalloc" => &VV,
-            "glibc" => &System,
-            _ => panic!("unknown allocator {name}"),
-        }
-    }
-
     /// The child: one run. Prints `p <fraction>` lines while it runs, then
     /// `r <ops> <secs> <peak rss growth> <peak live>`, then (vvmalloc) the
     /// heap's statistics as `s <line>`s.
     fn child(alloc: &str, w: Workload, threads: usize, ops: usize) {
         let base = status_kib("VmRSS:") * 1024;
         let mut out = std::io::stdout().lock();
-        let o = workloads::run(w, allocator(alloc), threads, ops, |frac| {
-            let _ = writeln!(out, "p {frac}");
+        let a = allocator(alloc).expect("unknown allocator");
+        let total = (threads * ops) as f64;
+        let o = workloads::run(w, &*a, threads, Limit::Ops(ops), |done| {
+            let _ = writeln!(out, "p {}", done as f64 / total);
             let _ = out.flush();
         });
         let hwm = status_kib("VmHWM:") * 1024;

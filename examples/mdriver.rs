@@ -10,19 +10,21 @@ fn main() {
     eprintln!("mdriver runs on a normal build (without --cfg loom)");
 }
 
+/// The allocators by name, shared with the benches and the report.
+#[cfg(not(loom))]
+#[path = "../benches/workloads/mod.rs"]
+mod workloads;
+
 #[cfg(not(loom))]
 mod driver {
-    use std::alloc::System;
     use std::io::{BufRead, BufReader, IsTerminal, Write};
     use std::path::{Path, PathBuf};
     use std::process::{exit, Command, Stdio};
 
-    use vvmalloc::heap::{BTreeIndex, ListIndex, SkipIndex};
-    use vvmalloc::reclaim::Hazard;
     use vvmalloc::trace::gen::{generate, Workload};
-    use vvmalloc::trace::replay::{replay_with_progress, Global, Options, ReplayAlloc};
+    use vvmalloc::trace::replay::{replay_with_progress, Options};
     use vvmalloc::trace::Trace;
-    use vvmalloc::{Heap, VvMalloc};
+    use vvmalloc::VvMalloc;
 
     const HELP: &str = "\
 mdriver: replay allocation traces against allocators, check every block,
@@ -75,51 +77,11 @@ EXAMPLES:
     cargo run --release --example mdriver -- gen --ops 1000000 --out /tmp/big
 ";
 
-    const ALL: [&str; 9] = [
-        "vvmalloc",
-        "vv-skiplist-epoch",
-        "vv-skiplist-hazard",
-        "vv-list-epoch",
-        "vv-list-hazard",
-        "vv-btree",
-        "glibc",
-        "jemalloc",
-        "mimalloc",
-    ];
-
-    fn allocator(name: &str) -> Option<Box<dyn ReplayAlloc>> {
-        Some(match name {
-            "vvmalloc" => Box::new(Global::new("vvmalloc", VvMalloc::new())),
-            "vv-skiplist-epoch" => Box::new(Heap::<SkipIndex>::new()),
-            "vv-skiplist-hazard" => {
-                Box::new(Heap::<SkipIndex<Hazard>>::with_config(Default::default()))
-            }
-            "vv-list-epoch" => Box::new(Heap::<ListIndex>::with_config(Default::default())),
-            "vv-list-hazard" => {
-                Box::new(Heap::<ListIndex<Hazard>>::with_config(Default::default()))
-            }
-            "vv-btree" => Box::new(Heap::<BTreeIndex>::with_config(Default::default())),
-            "glibc" => Box::new(Global::new("glibc", System)),
-            "jemalloc" => Box::new(Global::new("jemalloc", tikv_jemallocator::Jemalloc)),
-            "mimalloc" => Box::new(Global::new("mimalloc", mimalloc::MiMalloc)),
-            _ => return None,
-        })
-    }
+    use crate::workloads::{allocator, status_kib, ALLOCATORS as ALL};
 
     fn die(msg: &str) -> ! {
         eprintln!("mdriver: {msg}");
         exit(2)
-    }
-
-    fn status_kib(field: &str) -> usize {
-        std::fs::read_to_string("/proc/self/status")
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with(field))
-                    .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-            })
-            .unwrap_or(0)
     }
 
     /// The child: one run. Prints `p <fraction>` lines, then

@@ -38,3 +38,5 @@ pub(crate) fn xorshift(s: &mut u64) -> u64 {
     *s ^= *s << 17;
     *s
 }
+
+pub(crate) mod targets;
