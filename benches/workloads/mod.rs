@@ -15,7 +15,7 @@
 #![allow(dead_code, missing_docs, unreachable_pub)]
 
 use std::alloc::{Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicUsize, Ordering};
 use std::sync::Barrier;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -79,8 +79,10 @@ pub fn status_kib(field: &str) -> usize {
 
 /// Progress of the running workload, in operations.
 pub static DONE: AtomicUsize = AtomicUsize::new(0);
-/// Bytes the workload holds live, updated in batches; and its peak.
-pub static LIVE: AtomicUsize = AtomicUsize::new(0);
+/// Bytes the workload holds live, updated in batches (a consumer's batch
+/// of frees can arrive before its producer's batch of allocations: the sum
+/// can dip below zero for a moment); and its peak.
+pub static LIVE: AtomicIsize = AtomicIsize::new(0);
 pub static PEAK_LIVE: AtomicUsize = AtomicUsize::new(0);
 
 /// A thread's view of the shared counters, flushed every few operations so
@@ -118,12 +120,8 @@ impl Counter {
 
     pub fn flush(&mut self) {
         DONE.fetch_add(self.pending, Ordering::Relaxed);
-        let now = if self.live >= 0 {
-            LIVE.fetch_add(self.live as usize, Ordering::Relaxed) + self.live as usize
-        } else {
-            LIVE.fetch_sub((-self.live) as usize, Ordering::Relaxed) - (-self.live) as usize
-        };
-        PEAK_LIVE.fetch_max(now, Ordering::Relaxed);
+        let now = LIVE.fetch_add(self.live, Ordering::Relaxed) + self.live;
+        PEAK_LIVE.fetch_max(now.max(0) as usize, Ordering::Relaxed);
         self.pending = 0;
         self.live = 0;
     }

@@ -67,14 +67,14 @@ USAGE:
     report [OPTIONS]
 
 OPTIONS:
-        --quick            short runs (0.2 s each, one repetition, 1 and 2
+        --quick            short runs (0.25 s each, one repetition, 1 and 2
                            threads): the whole report in under 5 minutes
                            on 2 cores
         --out DIR          the results folder [default: results]
         --parts LIST       alloc,structures,reclamation [default: all]
     -t, --threads LIST     thread counts [default: 1,2,4,... up to the
                            number of CPUs; --quick: 1,2]
-        --secs S           seconds per run [default: 1; --quick: 0.2]
+        --secs S           seconds per run [default: 1; --quick: 0.25]
         --reps N           repetitions of each allocator run (the median
                            is kept) [default: 3; --quick: 1]
     -a, --alloc LIST       allocators [default: all]: vvmalloc,
@@ -88,6 +88,8 @@ OPTIONS:
 
 WRITES (in the results folder):
     report.md                  every table, with the machine and command
+                               (alloc.md, structures.md, reclamation.md:
+                               each part's; report.md joins those present)
     alloc.csv                  workload,threads,allocator,mops,ratio,rss,live
     alloc-throughput.svg       throughput vs threads, one panel per workload
     alloc-rss.svg              peak RSS growth vs threads
@@ -221,7 +223,7 @@ WRITES (in the results folder):
             out,
             parts,
             threads,
-            secs: secs.unwrap_or(if quick { 0.2 } else { 1.0 }),
+            secs: secs.unwrap_or(if quick { 0.25 } else { 1.0 }),
             reps: reps.unwrap_or(if quick { 1 } else { 3 }),
             allocs,
             workloads,
@@ -251,6 +253,24 @@ WRITES (in the results folder):
         format!("{cpu}, {cpus} CPUs, {:.0} GiB", mem as f64 / 1048576.0)
     }
 
+    /// Today's date (UTC), from the system clock.
+    fn today() -> String {
+        let days = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() / 86_400) as i64;
+        // Civil from days (Howard Hinnant's algorithm).
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let d = doy - (153 * mp + 2) / 5 + 1;
+        let m = if mp < 10 { mp + 3 } else { mp - 9 };
+        let y = yoe + era * 400 + i64::from(m <= 2);
+        format!("{y:04}-{m:02}-{d:02}")
+    }
+
     /// Writes `text` to `name` in the results folder.
     pub(crate) fn write(cfg: &Cfg, name: &str, text: &str) {
         let path = cfg.out.join(name);
@@ -272,25 +292,40 @@ WRITES (in the results folder):
             die(&format!("cannot create {}: {e}", cfg.out.display()));
         }
         let start = Instant::now();
-        let mut md = format!(
-            "# vvmalloc benchmark report\n\nMachine: {}. Command: `cargo run --release --example report -- {}`. Threads: {:?}; {} s per run, {} repetition(s).\n",
+        let header = format!(
+            "Machine: {}. Command: `cargo run --release --example report -- {}` (threads {:?}, {} s per run, {} repetition(s)), {}.\n",
             machine(),
             args.join(" "),
             cfg.threads,
             cfg.secs,
-            cfg.reps
+            cfg.reps,
+            today()
         );
         for part in &cfg.parts {
             eprintln!("== {part} (at {:.0}s)", start.elapsed().as_secs_f64());
-            md += &match part.as_str() {
+            let t0 = Instant::now();
+            let body = match part.as_str() {
                 "alloc" => crate::alloc::run(&cfg),
                 "structures" => crate::structures::run(&cfg),
                 _ => crate::reclamation::run(&cfg),
             };
+            let secs = t0.elapsed().as_secs_f64();
+            write(
+                &cfg,
+                &format!("{part}.md"),
+                &format!("{body}\n{header}This part took {secs:.0} s.\n"),
+            );
         }
-        let took = start.elapsed();
-        md += &format!("\nThe report took {:.0} s.\n", took.as_secs_f64());
+        // report.md: every part's tables found in the folder, so that a
+        // part rerun alone (`--parts`) updates its section only.
+        let mut md = String::from("# vvmalloc benchmark report\n");
+        for part in ["alloc", "structures", "reclamation"] {
+            if let Ok(text) = std::fs::read_to_string(cfg.out.join(format!("{part}.md"))) {
+                md += &text;
+            }
+        }
         write(&cfg, "report.md", &md);
+        let took = start.elapsed();
         eprintln!("done in {:.0} s", took.as_secs_f64());
         if FAILED.load(Ordering::SeqCst) {
             eprintln!("report: some runs failed (listed in report.md)");
