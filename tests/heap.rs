@@ -350,6 +350,63 @@ fn cross_thread_frees_with_and_without_transfer_caches() {
     }
 }
 
+/// Thread caches spill to shards of their own; a cache whose shard is
+/// empty takes another shard's batches before it carves a new span, so the
+/// sharding costs no memory: blocks freed through one cache are reused
+/// through another, by the same or another thread, and `trim` finds them in
+/// every shard.
+#[test]
+fn blocks_spilled_to_one_shard_are_reused_through_another() {
+    let heap: Heap = small_heap();
+    let layout = Layout::from_size_align(64, 8).unwrap();
+    let n = if cfg!(miri) { 300 } else { 20_000 };
+    let spans_after = |f: &dyn Fn()| {
+        f();
+        let st = heap.stats();
+        let c = st.small.iter().position(|c| c.size == 64).unwrap();
+        (st.small[c].spans, st.small[c].central_free_blocks)
+    };
+    // One cache allocates n blocks and frees them: they end in its shard.
+    let (spans, free) = spans_after(&|| {
+        let a = heap.local();
+        let ps: Vec<usize> = (0..n).map(|_| a.alloc(layout) as usize).collect();
+        for &p in &ps {
+            assert!(p != 0);
+            // SAFETY: allocated above with `layout`.
+            unsafe { a.dealloc(p as *mut u8, layout) };
+        }
+    });
+    assert!(
+        free >= n,
+        "the cache's drop hands every block back: {free} < {n}"
+    );
+    // Two other caches (other shards: caches take shards in turn), on two
+    // threads at once, allocate all of them again: no new span.
+    let (spans2, _) = spans_after(&|| {
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    let b = heap.local();
+                    let ps: Vec<usize> = (0..n / 2).map(|_| b.alloc(layout) as usize).collect();
+                    for &p in &ps {
+                        assert!(p != 0);
+                        // SAFETY: as above.
+                        unsafe { b.dealloc(p as *mut u8, layout) };
+                    }
+                });
+            }
+        });
+    });
+    assert_eq!(
+        spans2, spans,
+        "a cache carved new spans while others' shards held free blocks"
+    );
+    heap.trim();
+    let st = heap.stats();
+    assert_eq!(st.in_use_bytes, 0);
+    assert_eq!(st.small_free_bytes(), 0, "trim missed a shard: {st:?}");
+}
+
 #[derive(Clone, Debug)]
 enum Op {
     Alloc { size: usize, align_log: u32 },
