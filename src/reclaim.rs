@@ -738,8 +738,66 @@ unsafe impl<N: Retirable> haphazard::raw::Pointer<N> for Reclaimer<N> {
 /// acquisition takes a fresh record through haphazard's lock-free path; the
 /// domain frees all records when it is dropped. Outside loom records are
 /// released and reused as usual.
+///
+/// Outside loom a shield of the process-wide domain goes back to a small
+/// per-thread cache when dropped, and the next shield of the thread comes
+/// from there: haphazard 0.1.8 takes each record from the domain's shared
+/// list of free records (a CAS on one word) and gives it back (another),
+/// which made every read of two threads fight over that word (the list's
+/// read-only lookups at two threads did 0.3x the work of `Leak`; see
+/// `docs/reclamation.md`).
 #[doc(hidden)]
-pub struct HazardShield<'d>(core::mem::ManuallyDrop<haphazard::HazardPointer<'d, Family>>);
+pub struct HazardShield<'d>(
+    core::mem::ManuallyDrop<haphazard::HazardPointer<'d, Family>>,
+    /// Whether the record is of the process-wide domain (so cacheable).
+    #[cfg_attr(loom, allow(dead_code))]
+    bool,
+);
+
+/// The per-thread cache of hazard records of the process-wide domain.
+#[cfg(not(loom))]
+mod shield_cache {
+    use core::cell::RefCell;
+
+    use super::Family;
+
+    type Record = haphazard::HazardPointer<'static, Family>;
+
+    /// Records a thread keeps: more than any operation holds at once.
+    const KEEP: usize = 8;
+
+    thread_local! {
+        // No allocation: the cache may be used inside the allocator's own
+        // paths (a `Heap` with a hazard-pointer free index).
+        static CACHE: RefCell<[Option<Record>; KEEP]> =
+            const { RefCell::new([const { None }; KEEP]) };
+    }
+
+    /// A cached record of the process-wide domain, if the thread has one.
+    pub(super) fn take() -> Option<Record> {
+        CACHE
+            .try_with(|c| {
+                let mut c = c.try_borrow_mut().ok()?;
+                c.iter_mut().rev().find_map(Option::take)
+            })
+            .ok()
+            .flatten()
+    }
+
+    /// Keeps `r` (which protects nothing) for the thread's next shield;
+    /// gives it back when the cache is full or gone (thread exit).
+    pub(super) fn give(r: Record) -> Option<Record> {
+        let mut r = Some(r);
+        let _ = CACHE.try_with(|c| {
+            if let Ok(mut c) = c.try_borrow_mut() {
+                if let Some(slot) = c.iter_mut().find(|s| s.is_none()) {
+                    *slot = r.take();
+                }
+            }
+        });
+        r
+    }
+}
 
 impl<'d> core::ops::Deref for HazardShield<'d> {
     type Target = haphazard::HazardPointer<'d, Family>;
@@ -759,10 +817,25 @@ impl Drop for HazardShield<'_> {
         #[cfg(loom)]
         self.0.reset_protection();
         #[cfg(not(loom))]
-        // SAFETY: dropped once, here; the field is not used afterwards.
-        unsafe {
-            core::mem::ManuallyDrop::drop(&mut self.0)
-        };
+        {
+            // SAFETY: taken once, here; the field is not used afterwards.
+            let hp = unsafe { core::mem::ManuallyDrop::take(&mut self.0) };
+            if self.1 {
+                let mut hp = hp;
+                // A cached record must protect nothing: it would keep its
+                // node from being freed for as long as it sits there.
+                hp.reset_protection();
+                // SAFETY: `self.1` says the record is of `HAZARD_GLOBAL`,
+                // a static: the domain and its records (never freed while
+                // the domain lives) outlive any lifetime, so the record is
+                // valid as `'static`.
+                let hp: haphazard::HazardPointer<'static, Family> =
+                    unsafe { core::mem::transmute(hp) };
+                drop(shield_cache::give(hp));
+            } else {
+                drop(hp);
+            }
+        }
     }
 }
 
@@ -792,9 +865,16 @@ impl Reclaim for Hazard {
     }
 
     fn raw_shield<'d>(guard: &Self::RawGuard<'d>) -> Self::RawShield<'d> {
-        HazardShield(core::mem::ManuallyDrop::new(
-            haphazard::HazardPointer::new_in_domain(guard),
-        ))
+        #[cfg(not(loom))]
+        if core::ptr::eq(*guard, hazard_global()) {
+            let hp = shield_cache::take()
+                .unwrap_or_else(|| haphazard::HazardPointer::new_in_domain(hazard_global()));
+            return HazardShield(core::mem::ManuallyDrop::new(hp), true);
+        }
+        HazardShield(
+            core::mem::ManuallyDrop::new(haphazard::HazardPointer::new_in_domain(guard)),
+            false,
+        )
     }
 
     #[inline]
