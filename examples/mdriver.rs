@@ -1,5 +1,5 @@
 //! The trace-driven driver: replays allocation traces against vvmalloc
-//! (each free index and reclamation scheme), glibc, jemalloc and mimalloc,
+//! (each free index and reclamation scheme), glibc, jemalloc, mimalloc and snmalloc,
 //! validates every block, and reports throughput, peak resident memory and
 //! utilization. Run `cargo run --release --example mdriver -- --help`.
 
@@ -42,7 +42,7 @@ REPLAY OPTIONS:
                          vv-list-epoch, vv-list-hazard, vv-btree
                          (Heap instances with each free index and
                          reclamation scheme, a LocalHeap per thread),
-                         glibc, jemalloc, mimalloc
+                         glibc, jemalloc, mimalloc, snmalloc
     -t, --threads LIST   replay thread counts, e.g. 1,2,4 [default: 1,2];
                          trace thread t runs on replay thread t % n
     -p, --passes N       most replays of each trace per timed run [default: 1000]

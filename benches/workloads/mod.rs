@@ -27,7 +27,7 @@ use vvmalloc::trace::replay::{Global, ReplayAlloc, ThreadAlloc};
 use vvmalloc::{Heap, VvMalloc};
 
 /// Every allocator [`allocator`] knows, in table order.
-pub const ALLOCATORS: [&str; 9] = [
+pub const ALLOCATORS: [&str; 10] = [
     "vvmalloc",
     "vv-skiplist-epoch",
     "vv-skiplist-hazard",
@@ -37,6 +37,7 @@ pub const ALLOCATORS: [&str; 9] = [
     "glibc",
     "jemalloc",
     "mimalloc",
+    "snmalloc",
 ];
 
 /// The allocator named `name`: `vvmalloc` is the `VvMalloc` global
@@ -61,6 +62,7 @@ pub fn allocator(name: &str) -> Option<Box<dyn ReplayAlloc>> {
         "glibc" => Box::new(Global::new("glibc", System)),
         "jemalloc" => Box::new(Global::new("jemalloc", tikv_jemallocator::Jemalloc)),
         "mimalloc" => Box::new(Global::new("mimalloc", mimalloc::MiMalloc)),
+        "snmalloc" => Box::new(Global::new("snmalloc", snmalloc_rs::SnMalloc)),
         _ => return None,
     })
 }

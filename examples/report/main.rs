@@ -14,7 +14,7 @@
 //!    cache-scratch, cache-thrash, threadtest, churn, sh6bench-like, realloc
 //!    growth, large-block fragmentation) against vvmalloc (its process heap
 //!    and `Heap` instances with each free index and reclamation scheme),
-//!    glibc, jemalloc and mimalloc, at each thread count. Every run is a
+//!    glibc, jemalloc, mimalloc and snmalloc, at each thread count. Every run is a
 //!    child process of its own, so that its peak resident memory is its
 //!    own. Throughput, peak RSS growth and the workload's peak live bytes.
 //! 2. **structures**: the Treiber stack, the list and the skip list under
@@ -80,7 +80,7 @@ OPTIONS:
     -a, --alloc LIST       allocators [default: all]: vvmalloc,
                            vv-skiplist-epoch, vv-skiplist-hazard,
                            vv-list-epoch, vv-list-hazard, vv-btree,
-                           glibc, jemalloc, mimalloc
+                           glibc, jemalloc, mimalloc, snmalloc
     -w, --workloads LIST   allocator workloads [default: all]: larson,
                            xmalloc, cache-scratch, cache-thrash,
                            threadtest, churn, sh6bench, realloc, largefrag

@@ -1,6 +1,7 @@
 //! The structure part: the Treiber stack, the list and the skip list under
 //! each reclamation scheme against their peers, throughput per thread
-//! count. The targets are the criterion benches' (`benches/common/targets.rs`).
+//! count (the median of `--reps` runs). The targets are the criterion
+//! benches' (`benches/common/targets.rs`).
 
 use std::fmt::Write;
 use std::hint::black_box;
@@ -43,6 +44,19 @@ pub(crate) fn timed(
         let ops: u64 = hs.into_iter().map(|h| h.join().unwrap()).sum();
         ops as f64 / t0.elapsed().as_secs_f64() / 1e6
     })
+}
+
+/// The median of `cfg.reps` runs of [`timed`].
+pub(crate) fn median_of(
+    cfg: &Cfg,
+    threads: usize,
+    body: &(dyn Fn(usize, &AtomicBool) -> u64 + Sync),
+) -> f64 {
+    let mut v: Vec<f64> = (0..cfg.reps)
+        .map(|_| timed(threads, cfg.secs, body))
+        .collect();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 /// Operations between two looks at the stop flag.
@@ -93,7 +107,7 @@ pub(crate) fn maps_bench(
     for (name, map) in maps {
         let mut pts = Vec::new();
         for &t in &cfg.threads {
-            let mops = timed(t, cfg.secs, &|t, stop| map_loop(&*map, mix, keys, t, stop));
+            let mops = median_of(cfg, t, &|t, stop| map_loop(&*map, mix, keys, t, stop));
             eprintln!("{title} x{t} {name}: {mops:.2} Mops/s");
             pts.push((t, mops));
         }
@@ -186,7 +200,7 @@ pub(crate) fn run(cfg: &Cfg) -> String {
     for (name, pool) in pools() {
         let mut pts = Vec::new();
         for &t in &cfg.threads {
-            let mops = timed(t, cfg.secs, &|_, stop| pool_loop(&*pool, stop));
+            let mops = median_of(cfg, t, &|_, stop| pool_loop(&*pool, stop));
             eprintln!("stack push+pop x{t} {name}: {mops:.2} Mops/s");
             pts.push((t, mops));
         }

@@ -52,8 +52,9 @@
 //! with a per-thread arena: with one shared stack, Hoard's threadtest
 //! (each thread allocates and frees 10 000 blocks over and over) moved
 //! every block between the two cores, and two threads did 0.27x glibc's
-//! work; with shards 0.7-1.1x (`cargo run --release --example report`,
-//! see `docs/allocators.md`).
+//! work; with shards 0.85-0.9x (`cargo run --release --example report`,
+//! see `docs/allocators.md`, which also says what is left: a thread whose
+//! shard runs dry steals another's freshly written batches).
 //!
 //! # Cross-thread frees
 //!
