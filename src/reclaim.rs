@@ -556,7 +556,21 @@ impl Reclaim for Epoch {
             // thread-local handle only for its default collector. The handle
             // may drop before the guard; crossbeam keeps the participant
             // alive until the guard unpins.
-            Some(collector) => collector.register().pin(),
+            Some(collector) => {
+                let handle = collector.register();
+                // SeqCst: pairs with the SeqCst fence of crossbeam's
+                // `Global::try_advance` before it walks the participants.
+                // `register` publishes the new participant with a Release
+                // CAS only, and the pin that follows reads the global epoch
+                // with a Relaxed load: without a fence between them, an
+                // advancing thread may not see the participant while it
+                // pins in the epoch being left, and free what it reads (Miri
+                // found this, one schedule in a few, in `tests/list.rs`).
+                // Threads register once for the global collector, so only
+                // own domains, which register per operation, need it.
+                crate::sync::fence(Ordering::SeqCst);
+                handle.pin()
+            }
             None => crossbeam_epoch::pin(),
         }
     }
