@@ -121,6 +121,7 @@ impl Counter {
     }
 
     pub fn flush(&mut self) {
+        // Relaxed: statistics read by the progress ticks and, after the joins, by `run`; no data depends on them.
         DONE.fetch_add(self.pending, Ordering::Relaxed);
         let now = LIVE.fetch_add(self.live, Ordering::Relaxed) + self.live;
         PEAK_LIVE.fetch_max(now.max(0) as usize, Ordering::Relaxed);
@@ -283,6 +284,7 @@ pub fn consumer(a: &mut dyn ThreadAlloc, q: &ArrayQueue<(usize, usize)>, done: &
                 unsafe { free(a, p as *mut u8, size, 8) };
                 c.op(-(size as isize));
             }
+            // Acquire: pairs with the producer's Release store after its last push.
             None if done.load(Ordering::Acquire) && q.is_empty() => return,
             None => std::hint::spin_loop(),
         }
@@ -399,6 +401,7 @@ fn xmalloc_producer(a: &mut dyn ThreadAlloc, q: &ArrayQueue<Batch>, seed: u64, b
         let mut batch = make_batch(a, &mut rng, &mut c);
         while let Err(back) = q.push(batch) {
             batch = back;
+            // Relaxed: see `Budget::more`.
             if b.stop.load(Ordering::Relaxed) {
                 // The consumers may be gone: free it here.
                 free_batch(a, &batch, &mut c);
@@ -719,6 +722,7 @@ pub fn run(
         let t0 = Instant::now();
         while !runner.is_finished() {
             thread::sleep(Duration::from_millis(20));
+            // Relaxed: a progress statistic (see `Counter::flush`).
             tick(DONE.load(Ordering::Relaxed));
             if deadline.is_some_and(|d| t0.elapsed() >= d) {
                 // Relaxed: polled by the workers (see `Budget::more`).
@@ -772,6 +776,7 @@ fn drive(w: Workload, a: &dyn ReplayAlloc, threads: usize, b: &Budget) -> f64 {
                     Workload::ReallocGrowth => realloc_growth(h, seed, b),
                     Workload::ProducerConsumer if t % 2 == 0 => {
                         producer(h, &queues[t / 2], seed, b);
+                        // Release: pairs with the consumer's Acquire load; orders the last push before it.
                         producers_done[t / 2].store(true, Ordering::Release);
                     }
                     Workload::ProducerConsumer => {
@@ -815,6 +820,7 @@ fn larson(a: &dyn ReplayAlloc, threads: usize, b: &Budget) -> f64 {
     let mut round = 0u64;
     loop {
         arrays.rotate_left(1.min(threads - 1));
+        // Relaxed: a statistic; the round's scope join orders the counts.
         let done_before = DONE.load(Ordering::Relaxed);
         thread::scope(|s| {
             for (t, slots) in arrays.iter_mut().enumerate() {
@@ -825,6 +831,7 @@ fn larson(a: &dyn ReplayAlloc, threads: usize, b: &Budget) -> f64 {
             }
         });
         round += 1;
+        // Relaxed: as above, after the round's threads were joined.
         let per_thread = (DONE.load(Ordering::Relaxed) - done_before) / threads;
         // Relaxed: see `Budget::more`.
         if b.stop.load(Ordering::Relaxed) || per_thread < LARSON_ROUND {

@@ -2,11 +2,10 @@
 //! process of its own, repeated and interleaved; medians kept.
 
 use std::fmt::Write;
-use std::process::Command;
 use std::time::Duration;
 
 use crate::plot::{chart, Axes, Panel, Series};
-use crate::report::{write, Cfg};
+use crate::report::{median, run_child, write, Cfg};
 use crate::workloads::{self, allocator, status_kib, Limit, Workload};
 
 /// The child: `--child ALLOC WORKLOAD THREADS SECS`; prints
@@ -46,41 +45,26 @@ struct Run {
 }
 
 fn spawn(alloc: &str, w: Workload, threads: usize, secs: f64) -> Result<Run, String> {
-    let out = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
-        .args([
-            "--child",
-            alloc,
-            w.key(),
-            &threads.to_string(),
-            &secs.to_string(),
-        ])
-        .output()
-        .map_err(|e| format!("cannot run the child: {e}"))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().find_map(|l| l.strip_prefix("r "));
-    match (out.status.success(), line) {
-        (true, Some(l)) => {
-            let f: Vec<f64> = l.split(' ').filter_map(|x| x.parse().ok()).collect();
-            if f.len() != 4 {
-                return Err(format!("bad child output {l:?}"));
-            }
-            Ok(Run {
-                mops: f[0] / f[1] / 1e6,
-                rss: f[2],
-                live: f[3],
-            })
-        }
-        _ => Err(format!(
-            "{} ({})",
-            String::from_utf8_lossy(&out.stderr).trim(),
-            out.status
-        )),
+    let text = run_child(&[
+        "--child",
+        alloc,
+        w.key(),
+        &threads.to_string(),
+        &secs.to_string(),
+    ])?;
+    let l = text
+        .lines()
+        .find_map(|l| l.strip_prefix("r "))
+        .ok_or("the child printed no result")?;
+    let f: Vec<f64> = l.split(' ').filter_map(|x| x.parse().ok()).collect();
+    if f.len() != 4 {
+        return Err(format!("bad child output {l:?}"));
     }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    Ok(Run {
+        mops: f[0] / f[1] / 1e6,
+        rss: f[2],
+        live: f[3],
+    })
 }
 
 /// One row of the results.

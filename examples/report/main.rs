@@ -271,6 +271,29 @@ WRITES (in the results folder):
         format!("{y:04}-{m:02}-{d:02}")
     }
 
+    /// Runs this executable with `args` (a child mode) and returns its
+    /// standard output, or an error naming its stderr and exit status.
+    pub(crate) fn run_child(args: &[&str]) -> Result<String, String> {
+        let out = std::process::Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
+            .args(args)
+            .output()
+            .map_err(|e| format!("cannot run the child: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "{} ({})",
+                String::from_utf8_lossy(&out.stderr).trim(),
+                out.status
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The median of `v` (not empty).
+    pub(crate) fn median(mut v: Vec<f64>) -> f64 {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    }
+
     /// Writes `text` to `name` in the results folder.
     pub(crate) fn write(cfg: &Cfg, name: &str, text: &str) {
         let path = cfg.out.join(name);

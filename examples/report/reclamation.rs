@@ -22,7 +22,7 @@ use vvmalloc::{List, SkipList};
 use crate::common::targets::{list_maps, skiplist_maps, Map, READ_ONLY};
 use crate::common::xorshift;
 use crate::plot::{chart, Axes, Panel, Series};
-use crate::report::{write, Cfg};
+use crate::report::{run_child, write, Cfg};
 use crate::structures::{emit, maps_bench};
 
 /// Keys the garbage runs' workers use (`1..KEYS`; key 0 is the stalled
@@ -151,6 +151,7 @@ fn study<R: Reclaim, M: Subject + HasScheme<R>>(map: M, stalled: bool, secs: f64
         }
         // Relaxed: see the workers' loop.
         stop.store(true, Ordering::Relaxed);
+        // Release: pairs with the stalled thread's Acquire load.
         release.store(true, Ordering::Release);
     });
     for (ms, n) in samples {
@@ -175,24 +176,13 @@ fn spawn(
     stalled: bool,
     secs: f64,
 ) -> Result<(Vec<(f64, f64)>, u64), String> {
-    let out = std::process::Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
-        .args([
-            "--garbage-child",
-            structure,
-            scheme,
-            &stalled.to_string(),
-            &secs.to_string(),
-        ])
-        .output()
-        .map_err(|e| format!("cannot run the child: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{} ({})",
-            String::from_utf8_lossy(&out.stderr).trim(),
-            out.status
-        ));
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = run_child(&[
+        "--garbage-child",
+        structure,
+        scheme,
+        &stalled.to_string(),
+        &secs.to_string(),
+    ])?;
     let mut samples = Vec::new();
     let mut removed = None;
     for l in text.lines() {

@@ -15,7 +15,7 @@ use crate::common::targets::{
 };
 use crate::common::xorshift;
 use crate::plot::{chart, Axes, Panel, Series};
-use crate::report::{write, Cfg};
+use crate::report::{median, write, Cfg};
 
 /// Runs `body(t, stop)` on `threads` threads for `secs`; each returns the
 /// operations it did. Returns millions of operations per second.
@@ -52,11 +52,11 @@ pub(crate) fn median_of(
     threads: usize,
     body: &(dyn Fn(usize, &AtomicBool) -> u64 + Sync),
 ) -> f64 {
-    let mut v: Vec<f64> = (0..cfg.reps)
-        .map(|_| timed(threads, cfg.secs, body))
-        .collect();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    median(
+        (0..cfg.reps)
+            .map(|_| timed(threads, cfg.secs, body))
+            .collect(),
+    )
 }
 
 /// Operations between two looks at the stop flag.

@@ -22,6 +22,7 @@ struct Val(u16);
 
 impl Val {
     fn new(v: u16) -> Self {
+        // Relaxed: a counter read by the same (single) thread.
         LIVE.fetch_add(1, Ordering::Relaxed);
         Val(v)
     }
@@ -29,6 +30,7 @@ impl Val {
 
 impl Drop for Val {
     fn drop(&mut self) {
+        // Relaxed: as in `Val::new`.
         LIVE.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -128,6 +130,7 @@ fuzz_target!(|ops: Vec<Op>| {
     }
     // Every structure and its domain dropped: every value dropped once.
     assert_eq!(
+        // Relaxed: as in `Val::new`.
         LIVE.load(Ordering::Relaxed),
         0,
         "values leaked or dropped twice"
