@@ -150,7 +150,7 @@ pub(crate) mod plain {
     #[cfg_attr(loom, allow(unused_imports))]
     pub(crate) use core::sync::atomic::AtomicU64;
     pub(crate) use core::sync::atomic::{
-        AtomicBool, AtomicIsize, AtomicPtr, AtomicU32, AtomicUsize, Ordering,
+        AtomicBool, AtomicIsize, AtomicPtr, AtomicU32, AtomicU8, AtomicUsize, Ordering,
     };
     /// Real threads, for tools that run outside any model (the trace
     /// replayer).

@@ -17,6 +17,21 @@ static GLOBAL: VvMalloc = VvMalloc::new();
 /// Tests that measure the process's memory run one at a time.
 static MEASURE: Mutex<()> = Mutex::new(());
 
+/// `VVMALLOC_CHECKED=1` turns the checked mode on for the process heap
+/// (`.ci/run` runs this binary both ways): every test here then also runs
+/// with guarded small blocks and double-free checks.
+#[test]
+fn checked_mode_follows_the_environment() {
+    let wanted = std::env::var("VVMALLOC_CHECKED").is_ok_and(|v| v == "1");
+    assert_eq!(VvMalloc::is_checked(), wanted);
+    assert_eq!(VvMalloc::heap().config().checked, wanted);
+    let v: Box<[u8]> = Box::new([7u8; 20]);
+    if wanted {
+        assert_eq!(VvMalloc::usable_size(v.as_ptr()), Some(20));
+    }
+    assert_eq!(VvMalloc::stats().misuse, 0);
+}
+
 #[test]
 fn std_collections_and_strings() {
     let mut m: HashMap<String, Vec<u32>> = HashMap::new();

@@ -4,7 +4,9 @@
 //! every block is aligned, overlaps no live block, is at least as usable
 //! as asked, and keeps its bytes until freed (`realloc` keeps the common
 //! prefix); the heap reports no misuse and, once all is freed, nothing in
-//! use.
+//! use. Each input runs twice: on an unchecked heap and on a checked one
+//! (guards and double-free bits on small blocks; a report aborts, which
+//! libFuzzer takes for a crash).
 #![no_main]
 
 use std::alloc::Layout;
@@ -18,14 +20,17 @@ use vvmalloc::Heap;
 
 /// One heap for the whole run (an arena per input would be slow); each
 /// input frees everything it allocated.
-static HEAP: LazyLock<Heap> = LazyLock::new(|| {
+static HEAP: LazyLock<Heap> = LazyLock::new(|| heap(false));
+static CHECKED: LazyLock<Heap> = LazyLock::new(|| heap(true));
+
+fn heap(checked: bool) -> Heap {
     Heap::with_config(HeapConfig {
         // Reserved, not committed: room for 256 blocks of 4 MiB.
         arena_bytes: 16 << 30,
-        checked: false,
+        checked,
         ..HeapConfig::new()
     })
-});
+}
 
 #[derive(Arbitrary, Debug)]
 enum Size {
@@ -115,7 +120,11 @@ fn probes(size: usize) -> impl Iterator<Item = usize> {
 }
 
 fuzz_target!(|ops: Vec<Op>| {
-    let heap = &*HEAP;
+    run(&HEAP, &ops);
+    run(&CHECKED, &ops);
+});
+
+fn run(heap: &Heap, ops: &[Op]) {
     let local = heap.local();
     let mut live: Vec<Block> = Vec::new();
     // Live blocks by address: start -> end.
@@ -148,7 +157,11 @@ fuzz_target!(|ops: Vec<Op>| {
                 };
                 assert!(!p.is_null(), "{layout:?} failed");
                 assert_eq!(p as usize % align, 0, "misaligned {layout:?}");
-                assert!(heap.usable_size(p).is_some_and(|u| u >= size));
+                let usable = heap.usable_size(p);
+                assert!(usable.is_some_and(|u| u >= size));
+                if heap.config().checked && size + 8 <= vvmalloc::heap::SMALL_MAX {
+                    assert_eq!(usable, Some(size), "a checked small block's usable size");
+                }
                 if *zeroed {
                     for i in probes(size) {
                         // SAFETY: a live block of `size` bytes.
@@ -226,4 +239,4 @@ fuzz_target!(|ops: Vec<Op>| {
     let st = heap.stats();
     assert_eq!(st.misuse, 0);
     assert_eq!(st.in_use_bytes, 0, "{st:?}");
-});
+}

@@ -52,6 +52,17 @@ fn set_errno(e: c_int) {
     unsafe { *libc::__errno_location() = e };
 }
 
+/// The size to ask the heap for when C asks for `size`: its usable size,
+/// except in checked mode, which guards the bytes past the size asked for.
+#[inline]
+fn request(size: usize, align: usize) -> Option<usize> {
+    if VvMalloc::is_checked() {
+        Some(size.max(1))
+    } else {
+        good_size(size, align)
+    }
+}
+
 /// A block of at least `size` bytes aligned to `align` (a power of two), or
 /// null with `errno = ENOMEM`. Allocated at its usable size, so that the
 /// heap's requested-bytes count stays close when `free` hands back the
@@ -59,7 +70,7 @@ fn set_errno(e: c_int) {
 /// difference to the class size).
 #[inline]
 fn alloc_block(size: usize, align: usize, zeroed: bool) -> *mut u8 {
-    let layout = good_size(size, align).and_then(|n| Layout::from_size_align(n, align).ok());
+    let layout = request(size, align).and_then(|n| Layout::from_size_align(n, align).ok());
     let p = match layout {
         // SAFETY: the layout's size is not zero (`good_size` >= 1).
         Some(l) if zeroed => unsafe { GLOBAL.alloc_zeroed(l) },
@@ -155,9 +166,9 @@ unsafe fn resize(p: *mut u8, size: usize) -> *mut u8 {
         set_errno(libc::ENOMEM);
         return ptr::null_mut();
     };
-    let layout = good_size(size, MIN_ALIGN).map(|n| {
-        // SAFETY: `old` is a usable size (a multiple of 16, at most
-        // `isize::MAX`).
+    let layout = request(size, MIN_ALIGN).map(|n| {
+        // SAFETY: `old` is a usable size (at most `isize::MAX`); 16 is a
+        // power of two.
         (
             unsafe { Layout::from_size_align_unchecked(old, MIN_ALIGN) },
             n,

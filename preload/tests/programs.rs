@@ -114,6 +114,70 @@ fn the_exercise_program_passes_every_check() {
     );
 }
 
+/// Misuse through the C API: with `VVMALLOC_CHECKED=1` each kind is
+/// reported with its address and the program aborts; without, the library
+/// does what `docs/reliability.md` says (a foreign pointer is ignored, a
+/// small double free is not detected and hands one block out twice, an
+/// overrun is not detected). Writing every usable byte is no misuse.
+#[test]
+fn misuse_is_reported_in_checked_mode() {
+    let dir = scratch("misuse");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/misuse.c");
+    let exe = dir.join("misuse");
+    let st = Command::new("cc")
+        .args(["-O0", "-w", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .status()
+        .expect("cc runs");
+    assert!(st.success());
+    let under = |what: &str, checked: bool| {
+        let mut cmd = Command::new(&exe);
+        cmd.arg(what).env("LD_PRELOAD", library());
+        if checked {
+            cmd.env("VVMALLOC_CHECKED", "1");
+        } else {
+            cmd.env_remove("VVMALLOC_CHECKED");
+        }
+        cmd.output().unwrap()
+    };
+    for (what, report) in [
+        (
+            "double-free",
+            "vvmalloc: double free of a small block (or a free of one never handed out) (address 0x",
+        ),
+        (
+            "overrun",
+            "vvmalloc: write past the end of a small block (address 0x",
+        ),
+        (
+            "foreign",
+            "vvmalloc: free of a pointer this heap never returned (address 0x0000000000010000)",
+        ),
+    ] {
+        let out = under(what, true);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.code().is_none() && err.contains(report),
+            "{what}, checked: {} {err}",
+            out.status
+        );
+    }
+    let unchecked = |what: &str| {
+        let out = under(what, false);
+        assert!(out.status.success(), "{what}, unchecked: {}", out.status);
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(unchecked("double-free"), "the same block twice\n");
+    assert_eq!(unchecked("overrun"), "freed\n");
+    assert_eq!(unchecked("foreign"), "freed\n");
+    for checked in [false, true] {
+        let out = under("usable", checked);
+        assert!(out.status.success(), "usable, checked {checked}: {out:?}");
+        assert_eq!(out.stdout, b"ok\n");
+    }
+}
+
 /// Allocation-heavy Python with four threads (also a benchmark program).
 const PYTHON_SCRIPT: &str = include_str!("programs/alloc_threads.py");
 #[test]
@@ -127,6 +191,19 @@ fn python_with_threads_gives_the_same_output() {
         c
     });
     assert_eq!(String::from_utf8_lossy(&out).lines().count(), 5);
+    // And in checked mode: no misuse found, the same output.
+    let checked = Command::new("python3")
+        .arg(&script)
+        .env("LD_PRELOAD", library())
+        .env("VVMALLOC_CHECKED", "1")
+        .output()
+        .unwrap();
+    assert!(
+        checked.status.success(),
+        "python3 in checked mode: {}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    assert_eq!(checked.stdout, out);
 }
 
 #[test]

@@ -11,8 +11,11 @@ use super::local::{Bins, LocalHeap};
 use super::os::{self, PAGE};
 use super::stats::{ClassStats, Stats};
 use crate::intrusive::{IntrusiveStack, Link};
-use crate::sync::plain::{AtomicBool, AtomicIsize, AtomicPtr, AtomicU32, AtomicUsize};
+use crate::sync::plain::{AtomicBool, AtomicIsize, AtomicPtr, AtomicU32, AtomicU8, AtomicUsize};
 use crate::sync::{Ordering, UnsafeCell};
+
+mod checked;
+use checked::{CHECK_OFF, CHECK_ON, CHECK_UNKNOWN};
 
 /// Requests of this many bytes or more get a mapping of their own.
 pub const HUGE_MIN: usize = 16 << 20;
@@ -57,8 +60,44 @@ pub struct HeapConfig {
     /// pages become resident. Rounded up to
     /// 64 KiB; at least 64 MiB is sensible.
     pub arena_bytes: usize,
-    /// Report misuse (invalid or double free) on stderr and abort, instead
-    /// of counting it and leaking the block.
+    /// The checked mode, for debugging: report misuse on stderr, naming
+    /// its kind and the block's address, and abort, instead of counting
+    /// it and leaking the block. On top of what the heap always checks (a
+    /// pointer it never returned, a large or huge block freed twice), a
+    /// checked heap catches, for small blocks:
+    ///
+    /// - a **double free** (a bit per block says whether it is handed out);
+    /// - a **write past the end** (up to the end of the block: the bytes
+    ///   after the size asked for hold a canary and the size, checked at
+    ///   the free);
+    /// - a **free with the wrong size** (`dealloc` with a layout whose size
+    ///   is not the block's);
+    /// - a **corrupt free list** handing out a block in use (a write to a
+    ///   freed block that overwrote its link).
+    ///
+    /// [`Heap::usable_size`] then reports the size asked for, and a small
+    /// `realloc` always moves. The cost: a small block is 8 bytes larger
+    /// (so often a class up), each small allocation writes its guard and
+    /// each free reads it, both do one atomic read-modify-write on the
+    /// bitmap, and the bitmap takes `arena_bytes / 128` bytes of address
+    /// space. The process heap of [`VvMalloc`](crate::VvMalloc) takes the
+    /// mode from `VVMALLOC_CHECKED=1` in the environment.
+    ///
+    /// ```no_run
+    /// use std::alloc::Layout;
+    /// use vvmalloc::heap::{Heap, HeapConfig};
+    ///
+    /// let heap: Heap = Heap::with_config(HeapConfig { checked: true, ..HeapConfig::new() });
+    /// let p = heap.alloc(Layout::new::<[u8; 20]>());
+    /// assert_eq!(heap.usable_size(p), Some(20));
+    /// // SAFETY: deliberately wrong: one byte past the block. The free
+    /// // prints "vvmalloc: write past the end of a small block (address
+    /// // 0x..., bytes requested 20, first byte overwritten 20)" and aborts.
+    /// unsafe {
+    ///     p.add(20).write(0);
+    ///     heap.free(p);
+    /// }
+    /// ```
     pub checked: bool,
     /// Batches each size class keeps in a bounded transfer cache
     /// (`crossbeam_queue::ArrayQueue`) in front of its Treiber stack of
@@ -521,10 +560,10 @@ pub(crate) struct Core {
     table_bytes: usize,
     /// Bytes of the arena handed out to spans and large regions so far.
     bump: AtomicUsize,
-    checked: AtomicBool,
-    /// Whether `VVMALLOC_CHECKED=1` in the environment turns on the checked
-    /// mode (read when the arena is reserved; the process heap only).
-    checked_from_env: bool,
+    /// `CHECK_ON`, `CHECK_OFF`, or `CHECK_UNKNOWN` for the process heap
+    /// until it reserves its arena and reads `VVMALLOC_CHECKED` (see the
+    /// `checked` module).
+    checked: AtomicU8,
     classes: [ClassState; CLASSES],
     /// Free batch descriptors.
     batches: IntrusiveStack,
@@ -622,8 +661,7 @@ macro_rules! core_new {
                 + arena_bytes / PAGE * size_of::<AtomicU32>())
             .next_multiple_of(SPAN),
             bump: AtomicUsize::new(0),
-            checked: AtomicBool::new(config.checked),
-            checked_from_env: false,
+            checked: AtomicU8::new(if config.checked { CHECK_ON } else { CHECK_OFF }),
             classes: $central,
             batches: $stack,
             free_spans: $stack,
@@ -709,18 +747,22 @@ impl Core {
         if self.os_fails() {
             return None;
         }
-        if self.checked_from_env {
+        // Relaxed: a configuration flag; see `Core::checks`.
+        if self.checked.load(Ordering::Relaxed) == CHECK_UNKNOWN {
             // SAFETY: a NUL-terminated name; `getenv` does not allocate, and
             // the value is only read here, before any thread of ours could
             // call `setenv` through this heap.
             let v = unsafe { libc::getenv(c"VVMALLOC_CHECKED".as_ptr()) };
             // SAFETY: `getenv` returns null or a NUL-terminated string.
-            if !v.is_null() && unsafe { core::ffi::CStr::from_ptr(v) }.to_bytes() == b"1" {
-                self.set_checked(true);
-            }
+            let on = !v.is_null() && unsafe { core::ffi::CStr::from_ptr(v) }.to_bytes() == b"1";
+            // Relaxed: published with the arena by the Release CAS below
+            // (racing reservers read the same environment and agree).
+            self.checked
+                .store(if on { CHECK_ON } else { CHECK_OFF }, Ordering::Relaxed);
         }
         let table = self.table_bytes();
-        let total = table.checked_add(self.arena_bytes)?;
+        let bits = self.bits_bytes();
+        let total = table.checked_add(self.arena_bytes)?.checked_add(bits)?;
         let r = os::reserve(total.checked_add(SPAN)?)?.as_ptr();
         let start = r.wrapping_add(r.align_offset(SPAN));
         let head = start as usize - r as usize;
@@ -734,8 +776,13 @@ impl Core {
                 os::unmap(start.wrapping_add(total), SPAN - head);
             }
         }
+        let bitmap = start.wrapping_add(table + self.arena_bytes);
         // SAFETY: `[start, start + table)` is inside our reservation.
-        if !unsafe { os::commit(NonNull::new_unchecked(start), table) } {
+        let table_ok = unsafe { os::commit(NonNull::new_unchecked(start), table) };
+        // SAFETY: the checked mode's bitmap, `bits` bytes right after the
+        // arena, is inside our reservation too.
+        let bits_ok = bits == 0 || unsafe { os::commit(NonNull::new_unchecked(bitmap), bits) };
+        if !table_ok || !bits_ok {
             // SAFETY: our reservation, never published.
             unsafe { os::unmap(start, total) };
             return None;
@@ -1437,20 +1484,15 @@ impl Core {
         }
     }
 
-    /// Counts (or, in checked mode, reports and aborts on) a misuse.
+    /// Counts (or, in checked mode, reports and aborts on) a misuse: `what`
+    /// happened at `p`, with numbers that tell more.
     #[cold]
-    pub(crate) fn misuse(&self, what: &str, p: *mut u8) {
+    pub(crate) fn misuse(&self, what: &str, p: *mut u8, details: &[(&str, usize)]) {
         // Relaxed: a statistic.
         self.misuse.fetch_add(1, Ordering::Relaxed);
-        // Relaxed: a configuration flag.
-        if self.checked.load(Ordering::Relaxed) {
-            report_and_abort(what, p as usize);
+        if self.checks() {
+            report_and_abort(what, p as usize, details);
         }
-    }
-
-    pub(crate) fn set_checked(&self, on: bool) {
-        // Relaxed: a configuration flag.
-        self.checked.store(on, Ordering::Relaxed);
     }
 
     /// A huge block, and whether it is a fresh mapping (so zero).
@@ -1538,7 +1580,7 @@ impl Core {
     /// ours is reported, not unmapped.
     fn dealloc_huge(&self, p: *mut u8) -> Option<usize> {
         let Some(n) = self.huge.remove(p as usize) else {
-            self.misuse("free of a pointer this heap never returned", p);
+            self.misuse("free of a pointer this heap never returned", p, &[]);
             return None;
         };
         if !self.huge_cache_put(p, n) {
@@ -1622,11 +1664,11 @@ fn now_ms() -> usize {
     ts.tv_sec as usize * 1000 + ts.tv_nsec as usize / 1_000_000
 }
 
-/// Writes `vvmalloc: <what> (address 0x...)` to stderr without allocating,
-/// then aborts.
+/// Writes `vvmalloc: <what> (address 0x..., <name> <value>, ...)` to stderr
+/// without allocating, then aborts.
 #[cold]
-fn report_and_abort(what: &str, addr: usize) -> ! {
-    let mut buf = [0u8; 256];
+fn report_and_abort(what: &str, addr: usize, details: &[(&str, usize)]) -> ! {
+    let mut buf = [0u8; 512];
     let mut len = 0;
     let mut put = |bytes: &[u8]| {
         let n = bytes.len().min(buf.len() - len);
@@ -1641,6 +1683,23 @@ fn report_and_abort(what: &str, addr: usize) -> ! {
         *h = b"0123456789abcdef"[(addr >> (60 - 4 * i)) & 0xf];
     }
     put(&hex);
+    for (name, value) in details {
+        put(b", ");
+        put(name.as_bytes());
+        put(b" ");
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut v = *value;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        put(&digits[at..]);
+    }
     put(b")\n");
     // SAFETY: writing our own buffer to fd 2; abort has no preconditions.
     unsafe {
@@ -1660,7 +1719,7 @@ impl Heap<SkipIndex> {
     #[cfg(not(loom))]
     pub(crate) const fn global() -> Self {
         let mut core = Core::new(HeapConfig::new());
-        core.checked_from_env = true;
+        core.checked = AtomicU8::new(CHECK_UNKNOWN);
         core.on_reserve = Some(super::global::register_fork_handlers);
         Self {
             core,
@@ -1707,10 +1766,9 @@ impl<I: FreeIndex> Heap<I> {
 
     /// The heap's configuration.
     pub fn config(&self) -> HeapConfig {
-        // Relaxed: a configuration flag.
         HeapConfig {
             arena_bytes: self.core.arena_bytes,
-            checked: self.core.checked.load(Ordering::Relaxed),
+            checked: self.core.checks_decided(),
             #[cfg(not(loom))]
             transfer_cache: self.core.transfer.as_ref().map_or(0, |t| t[0].capacity()),
             #[cfg(loom)]
@@ -1802,9 +1860,11 @@ impl<I: FreeIndex> Heap<I> {
     }
 
     /// The usable size of the block at `p`: at least what was asked for,
-    /// and all of it may be used. `None` for null and for a pointer that is
-    /// not the start of a block of this heap (as far as the heap can tell: a
-    /// free small block still reports its class size).
+    /// and all of it may be used (exactly what was asked for, for a small
+    /// block of a [checked](HeapConfig::checked) heap). `None` for null and
+    /// for a pointer that is not the start of a block of this heap (as far
+    /// as the heap can tell: a free small block still reports its class
+    /// size).
     pub fn usable_size(&self, p: *const u8) -> Option<usize> {
         let core = &self.core;
         let p = p.cast_mut();
@@ -1820,9 +1880,13 @@ impl<I: FreeIndex> Heap<I> {
                 let pages = core.page_entry(data, p).load(Ordering::Relaxed) as usize;
                 return (pages > 0).then_some(pages * PAGE);
             }
-            Core::small_class_at(data, unit, kind, p)
-                .ok()
-                .map(|c| CLASS_SIZES[c] as usize)
+            let cs = CLASS_SIZES[Core::small_class_at(data, unit, kind, p).ok()?] as usize;
+            if core.checks_decided() {
+                // SAFETY: `p` starts a small block of `cs` bytes; its guard
+                // may be read (a live block's, by the caller's use of it).
+                return unsafe { checked::guarded_size(p, cs) };
+            }
+            Some(cs)
         } else {
             core.huge.len_of(p as usize)
         }
@@ -1982,22 +2046,37 @@ impl<I: FreeIndex> Heap<I> {
 
     #[inline]
     pub(crate) fn alloc_in(&self, bins: Option<&mut Bins>, layout: Layout) -> *mut u8 {
-        let size = layout.size().max(1);
-        let align = layout.align();
-        let p = if let Some(c) = class::class_of(size, align) {
-            match bins {
-                Some(b) => {
-                    // The cache counts the requested bytes itself (no atomic
-                    // read-modify-write on the fast path).
-                    let p = b.alloc(&self.core, c);
-                    if !p.is_null() {
-                        b.requested += layout.size() as isize;
-                    }
-                    return p;
+        if self.core.checks() {
+            return self.alloc_checked(bins, layout);
+        }
+        let Some(c) = class::class_of(layout.size().max(1), layout.align()) else {
+            return self.alloc_not_small(layout);
+        };
+        let p = match bins {
+            Some(b) => {
+                // The cache counts the requested bytes itself (no atomic
+                // read-modify-write on the fast path).
+                let p = b.alloc(&self.core, c);
+                if !p.is_null() {
+                    b.requested += layout.size() as isize;
                 }
-                None => self.core.alloc_small_shared(c),
+                return p;
             }
-        } else if size >= HUGE_MIN {
+            None => self.core.alloc_small_shared(c),
+        };
+        if !p.is_null() {
+            // Relaxed: a statistic.
+            self.core
+                .requested
+                .fetch_add(layout.size() as isize, Ordering::Relaxed);
+        }
+        p
+    }
+
+    /// A large or huge block for `layout`, counted as requested.
+    fn alloc_not_small(&self, layout: Layout) -> *mut u8 {
+        let (size, align) = (layout.size(), layout.align());
+        let p = if size >= HUGE_MIN {
             self.core.alloc_huge(size, align).0
         } else {
             self.alloc_large(size, align).0
@@ -2082,6 +2161,10 @@ impl<I: FreeIndex> Heap<I> {
                 return;
             }
             match Core::small_class_at(data, unit, kind, p) {
+                Ok(c) if core.checks_decided() => {
+                    // SAFETY: `p` starts a block of class `c` in the arena.
+                    unsafe { self.release_checked(bins, data, c, p, size) }
+                }
                 Ok(c) => {
                     let size = size.unwrap_or(CLASS_SIZES[c] as usize) as isize;
                     match bins {
@@ -2096,7 +2179,7 @@ impl<I: FreeIndex> Heap<I> {
                         }
                     }
                 }
-                Err(what) => core.misuse(what, p),
+                Err(what) => core.misuse(what, p, &[]),
             }
         } else if !p.is_null() {
             if let Some(n) = core.dealloc_huge(p) {
@@ -2126,7 +2209,9 @@ impl<I: FreeIndex> Heap<I> {
             let unit = Core::unit_of(data, p);
             // Relaxed: see `SpanMeta::kind`.
             let kind = core.meta(data, unit).kind.load(Ordering::Relaxed);
-            if let 1..=36 = kind {
+            // (The checked mode always moves a small block: the new one gets
+            // its own guard, the old one is checked by its free.)
+            if matches!(kind, 1..=36) && !core.checks_decided() {
                 let cs = CLASS_SIZES[kind as usize - 1] as usize;
                 let same = class::class_of(new_size.max(1), layout.align());
                 if new_size <= cs && (same == Some(kind as usize - 1) || new_size * 2 > cs) {
@@ -2160,7 +2245,7 @@ impl<I: FreeIndex> Heap<I> {
             // Claimed out of the table for the move (a concurrent free of
             // the same block is the caller's misuse, and finds nothing).
             let Some(old) = core.huge.remove(p as usize) else {
-                core.misuse("realloc of a pointer this heap never returned", p);
+                core.misuse("realloc of a pointer this heap never returned", p, &[]);
                 return ptr::null_mut();
             };
             // SAFETY: the table records whole mappings of huge blocks, and
@@ -2365,7 +2450,11 @@ impl<I: FreeIndex> Heap<I> {
         let data = core.arena_of(p)?;
         let addr = p as usize;
         if addr % PAGE != 0 {
-            core.misuse("free of a pointer inside a large block (not its start)", p);
+            core.misuse(
+                "free of a pointer inside a large block (not its start)",
+                p,
+                &[],
+            );
             return None;
         }
         // The page record is set while the block is live, at its start only:
@@ -2375,7 +2464,11 @@ impl<I: FreeIndex> Heap<I> {
         // frees.
         let pages = core.page_entry(data, p).swap(0, Ordering::Relaxed) as usize;
         if pages == 0 {
-            core.misuse("double free of a large block (or a pointer inside one)", p);
+            core.misuse(
+                "double free of a large block (or a pointer inside one)",
+                p,
+                &[],
+            );
             return None;
         }
         let n = pages * PAGE;
@@ -2491,7 +2584,12 @@ impl<I: FreeIndex> Drop for Heap<I> {
             // SAFETY: `&mut self`: no block of the arena can be in use (every
             // `LocalHeap` borrowed the heap and is gone; blocks the user did
             // not free are theirs to lose). The reservation is ours.
-            unsafe { os::unmap(data.wrapping_sub(table), table + self.core.arena_bytes) };
+            unsafe {
+                os::unmap(
+                    data.wrapping_sub(table),
+                    table + self.core.arena_bytes + self.core.bits_bytes(),
+                )
+            };
         }
         // Huge blocks the user did not free are theirs to lose; the kept
         // ones and the huge table are ours.

@@ -140,6 +140,13 @@ impl VvMalloc {
         &HEAP
     }
 
+    /// Whether the process heap runs in checked mode (`VVMALLOC_CHECKED=1`
+    /// when it reserved its arena; asking reserves it if nothing has yet).
+    #[inline]
+    pub fn is_checked() -> bool {
+        HEAP.core.checks()
+    }
+
     /// The process heap's statistics.
     pub fn stats() -> Stats {
         HEAP.stats()
@@ -190,10 +197,13 @@ unsafe impl GlobalAlloc for VvMalloc {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         match class_of(layout.size().max(1), layout.align()) {
-            Some(c) => with_cache(|bins| match bins {
+            // (The checked mode, and the first allocation, which decides it,
+            // take the general path.)
+            Some(c) if !HEAP.core.checks() => with_cache(|bins| match bins {
                 Some(b) => b.alloc_counted(&HEAP.core, c, layout.size()),
                 None => HEAP.alloc(layout),
             }),
+            Some(_) => with_cache(|bins| HEAP.alloc_in(bins, layout)),
             None => HEAP.alloc(layout),
         }
     }

@@ -100,11 +100,18 @@
 //! start of a block of a live span, and a large block freed twice or a free
 //! of a page inside one (each live large block has a page record, cleared
 //! by its free). Each is counted in [`Stats::misuse`] and the block is left
-//! alone (leaked) rather than corrupting the heap. With
-//! [`HeapConfig::checked`] (or `VVMALLOC_CHECKED=1` for [`VvMalloc`] and the
-//! preloadable library) the heap instead prints what it found, with the
-//! address, and aborts. A small block freed twice is *not* detected: it
-//! enters the free lists twice and will be handed out twice.
+//! alone (leaked) rather than corrupting the heap. A small block freed
+//! twice is *not* detected by default: it enters the free lists twice and
+//! will be handed out twice; a write past the end of a block is not
+//! detected either.
+//!
+//! The checked mode, [`HeapConfig::checked`] (or `VVMALLOC_CHECKED=1` for
+//! [`VvMalloc`] and the preloadable library), prints what it found, with
+//! the address, and aborts; it also catches small double frees (a bit per
+//! block), writes past the end of small blocks (a canary and a size record
+//! after the bytes asked for), frees with the wrong size, and free lists
+//! corrupted by a write to a freed block. Its costs are listed at
+//! [`HeapConfig::checked`]; `docs/reliability.md` has the tests.
 //!
 //! The same records let [`Heap::free`] free a block without being told its
 //! size, and [`Heap::usable_size`] report it, as C's `free` and
