@@ -1,14 +1,17 @@
 //! Multi-threaded stress tests of `TreiberStack` under every scheme: every
 //! value pushed is popped exactly once or remains, and every value is dropped
-//! exactly once (none lost, none dropped twice, none leaked).
+//! exactly once (none lost, none dropped twice, none leaked); and
+//! linearizability of recorded histories against a sequential stack.
 #![cfg(not(loom))]
 
 mod common;
 
-use std::sync::{Arc, Barrier};
+use std::collections::VecDeque;
+use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 
-use common::{DropLedger, Tracked};
+use common::lincheck::{self, Clock, Event, Spec};
+use common::{xorshift, DropLedger, Tracked};
 use vvmalloc::reclaim::{Domain, Epoch, Hazard, Leak, Reclaim};
 use vvmalloc::TreiberStack;
 
@@ -196,4 +199,151 @@ fn per_thread_lifo_with_concurrent_pushers_own() {
         last[t] = i;
     }
     assert!(last[1..].iter().all(|&l| l == 0));
+}
+
+// ---------------------------------------------------------------------------
+// Linearizability
+
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    Push(u8),
+    Pop,
+    IsEmpty,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Ret {
+    Pushed,
+    Popped(Option<u8>),
+    Empty(bool),
+}
+
+/// The sequential specification: a `Vec` used as a stack.
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
+struct StackSpec(Vec<u8>);
+
+impl Spec for StackSpec {
+    type Op = Op;
+    type Ret = Ret;
+    fn apply(&mut self, op: &Op) -> Ret {
+        match *op {
+            Op::Push(v) => {
+                self.0.push(v);
+                Ret::Pushed
+            }
+            Op::Pop => Ret::Popped(self.0.pop()),
+            Op::IsEmpty => Ret::Empty(self.0.is_empty()),
+        }
+    }
+}
+
+/// Something that takes the stack's calls: the stack itself, or the broken
+/// stand-in the checker must reject.
+trait Subject: Send + Sync + 'static {
+    fn call(&self, op: &Op) -> Ret;
+}
+
+impl<R: Reclaim + 'static> Subject for TreiberStack<u8, R>
+where
+    Self: Send + Sync,
+{
+    fn call(&self, op: &Op) -> Ret {
+        match *op {
+            Op::Push(v) => {
+                self.push(v);
+                Ret::Pushed
+            }
+            Op::Pop => Ret::Popped(self.pop()),
+            Op::IsEmpty => Ret::Empty(self.is_empty()),
+        }
+    }
+}
+
+/// Not a stack: a FIFO queue (correctly synchronised, so only its order is
+/// wrong). Recorded against the stack's specification it must fail.
+#[derive(Default)]
+struct QueuePosingAsStack(Mutex<VecDeque<u8>>);
+
+impl Subject for QueuePosingAsStack {
+    fn call(&self, op: &Op) -> Ret {
+        let mut q = self.0.lock().unwrap();
+        match *op {
+            Op::Push(v) => {
+                q.push_back(v);
+                Ret::Pushed
+            }
+            Op::Pop => Ret::Popped(q.pop_front()),
+            Op::IsEmpty => Ret::Empty(q.is_empty()),
+        }
+    }
+}
+
+/// Many short runs: 3 threads, a few calls each (pushes of distinct
+/// values, pops, emptiness checks); each recorded history is checked.
+/// Returns the first failure, if any.
+fn histories<S: Subject>(new: impl Fn() -> S) -> Result<(), String> {
+    const THREADS: usize = 3;
+    let (rounds, per_thread) = if cfg!(miri) { (4, 4) } else { (300, 8) };
+    for round in 0..rounds {
+        let subject = Arc::new(new());
+        let clock = Arc::new(Clock::default());
+        let barrier = Arc::new(Barrier::new(THREADS));
+        let handles: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (subject, clock, barrier) = (subject.clone(), clock.clone(), barrier.clone());
+                thread::spawn(move || {
+                    let mut seed = (round * THREADS + t) as u64 * 0x9E37_79B9 + 11;
+                    barrier.wait();
+                    (0..per_thread)
+                        .map(|i| {
+                            let op = match xorshift(&mut seed) % 5 {
+                                0..=1 => Op::Push((t * per_thread + i) as u8),
+                                2..=3 => Op::Pop,
+                                _ => Op::IsEmpty,
+                            };
+                            clock.record(t, op, |op| subject.call(op))
+                        })
+                        .collect::<Vec<Event<Op, Ret>>>()
+                })
+            })
+            .collect();
+        let history: Vec<_> = handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
+        lincheck::check(&StackSpec::default(), &history)
+            .map_err(|e| format!("round {round}: {e}"))?;
+    }
+    Ok(())
+}
+
+#[test]
+fn linearizable_own_domains() {
+    histories(|| TreiberStack::<u8, Epoch>::with_domain(Domain::new())).unwrap();
+    histories(|| TreiberStack::<u8, Hazard>::with_domain(Domain::new())).unwrap();
+}
+
+#[test]
+fn linearizable_global_domains_and_leak() {
+    histories(TreiberStack::<u8, Epoch>::new).unwrap();
+    histories(|| TreiberStack::<u8, Hazard>::with_domain(Domain::global())).unwrap();
+    histories(TreiberStack::<u8, Leak>::new).unwrap();
+}
+
+/// The check can fail: a FIFO queue recorded as a stack is caught, on one
+/// thread (push 1, push 2, pop gives 1) and in the concurrent runs.
+#[test]
+fn lincheck_rejects_a_queue_posing_as_a_stack() {
+    let q = QueuePosingAsStack::default();
+    let clock = Clock::default();
+    let history: Vec<_> = [Op::Push(1), Op::Push(2), Op::Pop]
+        .into_iter()
+        .map(|op| clock.record(0, op, |op| q.call(op)))
+        .collect();
+    assert_eq!(history[2].ret, Ret::Popped(Some(1)));
+    assert!(lincheck::check(&StackSpec::default(), &history).is_err());
+    if !cfg!(miri) {
+        let e = histories(QueuePosingAsStack::default).unwrap_err();
+        assert!(e.contains("not linearizable"), "{e}");
+    }
 }
