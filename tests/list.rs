@@ -10,7 +10,7 @@ use std::ops::Bound;
 use std::sync::{Arc, Barrier};
 use std::thread;
 
-use common::lincheck::{self, Clock, Event, Spec};
+use common::lincheck::{self, Spec};
 use common::{check_net_effect, xorshift, DropLedger, Log, Run, Tracked};
 use vvmalloc::reclaim::{Domain, Epoch, Hazard, Leak, Reclaim};
 use vvmalloc::List;
@@ -154,46 +154,33 @@ fn run_op<R: Reclaim>(list: &List<u8, u8, R>, op: &Op) -> Ret {
     }
 }
 
+/// One call: 4 keys, every kind of operation.
+fn gen_op(r: u64, _thread: usize, _call: usize) -> Op {
+    let k = (r % 4) as u8;
+    match (r >> 8) % 5 {
+        0 => Op::Insert(k, (r >> 16) as u8),
+        1 => Op::Remove(k),
+        2 => Op::Get(k),
+        3 => Op::PopFirst,
+        _ => Op::LowerBound(k),
+    }
+}
+
 /// Many short runs: 3 threads, a few calls each, on 4 keys; each recorded
 /// history must be linearizable.
-fn linearizable<R: Reclaim>(new: impl Fn() -> List<u8, u8, R>) {
-    const THREADS: usize = 3;
+fn linearizable<R: Reclaim + 'static>(new: impl Fn() -> List<u8, u8, R>)
+where
+    List<u8, u8, R>: Send + Sync,
+{
     let (rounds, per_thread) = if cfg!(miri) { (4, 4) } else { (300, 8) };
-    for round in 0..rounds {
-        let list = Arc::new(new());
-        let clock = Arc::new(Clock::default());
-        let barrier = Arc::new(Barrier::new(THREADS));
-        let handles: Vec<_> = (0..THREADS)
-            .map(|t| {
-                let (list, clock, barrier) = (list.clone(), clock.clone(), barrier.clone());
-                thread::spawn(move || {
-                    let mut seed = (round * THREADS + t) as u64 * 0x9E37_79B9 + 7;
-                    barrier.wait();
-                    (0..per_thread)
-                        .map(|_| {
-                            let r = xorshift(&mut seed);
-                            let k = (r % 4) as u8;
-                            let op = match (r >> 8) % 5 {
-                                0 => Op::Insert(k, (r >> 16) as u8),
-                                1 => Op::Remove(k),
-                                2 => Op::Get(k),
-                                3 => Op::PopFirst,
-                                _ => Op::LowerBound(k),
-                            };
-                            clock.record(t, op, |op| run_op(&list, op))
-                        })
-                        .collect::<Vec<Event<Op, Ret>>>()
-                })
-            })
-            .collect();
-        let history: Vec<_> = handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect();
-        if let Err(e) = lincheck::check(&MapSpec::default(), &history) {
-            panic!("round {round}: {e}");
-        }
-    }
+    let runs = lincheck::Runs {
+        rounds,
+        threads: 3,
+        per_thread,
+        seed: 7,
+    };
+    lincheck::run_rounds(&MapSpec::default(), &runs, new, gen_op, run_op, drop)
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[test]

@@ -12,7 +12,7 @@ use std::ops::Bound::{Excluded, Included};
 use std::sync::{Arc, Barrier};
 use std::thread;
 
-use common::lincheck::{self, Clock, Event, Spec};
+use common::lincheck::{self, Spec};
 use common::{check_net_effect, xorshift, DropLedger, Log, Run, Tracked};
 use vvmalloc::reclaim::{Domain, Epoch, Hazard, Leak, Reclaim};
 use vvmalloc::skiplist::Ref;
@@ -322,51 +322,38 @@ fn run_op<R: Reclaim>(map: &SkipList<u8, u8, R>, op: &Op) -> Ret {
     }
 }
 
-/// Many short runs: 3 threads, a few calls each, on 5 keys; each recorded
-/// history must be linearizable.
-fn linearizable<R: Reclaim>(new: impl Fn() -> SkipList<u8, u8, R>) {
-    const THREADS: usize = 3;
-    let (rounds, per_thread) = if cfg!(miri) { (4, 4) } else { (400, 8) };
-    for round in 0..rounds {
-        let map = Arc::new(new());
-        let clock = Arc::new(Clock::default());
-        let barrier = Arc::new(Barrier::new(THREADS));
-        let handles: Vec<_> = (0..THREADS)
-            .map(|t| {
-                let (map, clock, barrier) = (map.clone(), clock.clone(), barrier.clone());
-                thread::spawn(move || {
-                    let mut seed = (round * THREADS + t) as u64 * 0x9E37_79B9 + 11;
-                    barrier.wait();
-                    (0..per_thread)
-                        .map(|_| {
-                            let r = xorshift(&mut seed);
-                            let k = (r % 5) as u8;
-                            let v = (r >> 16) as u8;
-                            let op = match (r >> 8) % 8 {
-                                0 => Op::Insert(k, v),
-                                1 => Op::TryInsert(k, v),
-                                2 => Op::Remove(k),
-                                3 => Op::Get(k),
-                                4 => Op::PopFirst,
-                                5 => Op::PopLast,
-                                6 => Op::LowerBound(k),
-                                _ => Op::UpperBound(k),
-                            };
-                            clock.record(t, op, |op| run_op(&map, op))
-                        })
-                        .collect::<Vec<Event<Op, Ret>>>()
-                })
-            })
-            .collect();
-        let history: Vec<_> = handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect();
-        if let Err(e) = lincheck::check(&MapSpec::default(), &history) {
-            panic!("round {round}: {e}");
-        }
-        Arc::into_inner(map).expect("joined").check_invariants();
+/// One call: 5 keys, every kind of operation.
+fn gen_op(r: u64, _thread: usize, _call: usize) -> Op {
+    let k = (r % 5) as u8;
+    let v = (r >> 16) as u8;
+    match (r >> 8) % 8 {
+        0 => Op::Insert(k, v),
+        1 => Op::TryInsert(k, v),
+        2 => Op::Remove(k),
+        3 => Op::Get(k),
+        4 => Op::PopFirst,
+        5 => Op::PopLast,
+        6 => Op::LowerBound(k),
+        _ => Op::UpperBound(k),
     }
+}
+
+/// Many short runs: 3 threads, a few calls each, on 5 keys; each recorded
+/// history must be linearizable, and the map's invariants hold after.
+fn linearizable<R: Reclaim + 'static>(new: impl Fn() -> SkipList<u8, u8, R>)
+where
+    SkipList<u8, u8, R>: Send + Sync,
+{
+    let (rounds, per_thread) = if cfg!(miri) { (4, 4) } else { (400, 8) };
+    let runs = lincheck::Runs {
+        rounds,
+        threads: 3,
+        per_thread,
+        seed: 11,
+    };
+    let after = |mut map: SkipList<u8, u8, R>| map.check_invariants();
+    lincheck::run_rounds(&MapSpec::default(), &runs, new, gen_op, run_op, after)
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[test]

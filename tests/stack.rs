@@ -10,8 +10,8 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 
-use common::lincheck::{self, Clock, Event, Spec};
-use common::{xorshift, DropLedger, Tracked};
+use common::lincheck::{self, Clock, Spec};
+use common::{DropLedger, Tracked};
 use vvmalloc::reclaim::{Domain, Epoch, Hazard, Leak, Reclaim};
 use vvmalloc::TreiberStack;
 
@@ -278,43 +278,32 @@ impl Subject for QueuePosingAsStack {
     }
 }
 
-/// Many short runs: 3 threads, a few calls each (pushes of distinct
-/// values, pops, emptiness checks); each recorded history is checked.
-/// Returns the first failure, if any.
-fn histories<S: Subject>(new: impl Fn() -> S) -> Result<(), String> {
-    const THREADS: usize = 3;
-    let (rounds, per_thread) = if cfg!(miri) { (4, 4) } else { (300, 8) };
-    for round in 0..rounds {
-        let subject = Arc::new(new());
-        let clock = Arc::new(Clock::default());
-        let barrier = Arc::new(Barrier::new(THREADS));
-        let handles: Vec<_> = (0..THREADS)
-            .map(|t| {
-                let (subject, clock, barrier) = (subject.clone(), clock.clone(), barrier.clone());
-                thread::spawn(move || {
-                    let mut seed = (round * THREADS + t) as u64 * 0x9E37_79B9 + 11;
-                    barrier.wait();
-                    (0..per_thread)
-                        .map(|i| {
-                            let op = match xorshift(&mut seed) % 5 {
-                                0..=1 => Op::Push((t * per_thread + i) as u8),
-                                2..=3 => Op::Pop,
-                                _ => Op::IsEmpty,
-                            };
-                            clock.record(t, op, |op| subject.call(op))
-                        })
-                        .collect::<Vec<Event<Op, Ret>>>()
-                })
-            })
-            .collect();
-        let history: Vec<_> = handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect();
-        lincheck::check(&StackSpec::default(), &history)
-            .map_err(|e| format!("round {round}: {e}"))?;
+/// Calls per thread of a recorded run.
+const CALLS: usize = if cfg!(miri) { 4 } else { 8 };
+
+/// One call: a push of a value no other call pushes, a pop, or a check.
+fn gen_op(r: u64, thread: usize, call: usize) -> Op {
+    match r % 5 {
+        0..=1 => Op::Push((thread * CALLS + call) as u8),
+        2..=3 => Op::Pop,
+        _ => Op::IsEmpty,
     }
-    Ok(())
+}
+
+fn apply<S: Subject>(s: &S, op: &Op) -> Ret {
+    s.call(op)
+}
+
+/// Many short runs: 3 threads, a few calls each; each recorded history is
+/// checked. Returns the first failure, if any.
+fn histories<S: Subject>(new: impl Fn() -> S) -> Result<(), String> {
+    let runs = lincheck::Runs {
+        rounds: if cfg!(miri) { 4 } else { 300 },
+        threads: 3,
+        per_thread: CALLS,
+        seed: 11,
+    };
+    lincheck::run_rounds(&StackSpec::default(), &runs, new, gen_op, apply, drop)
 }
 
 #[test]

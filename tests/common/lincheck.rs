@@ -12,6 +12,10 @@ use std::collections::HashSet;
 use std::fmt::Debug;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread;
+
+use super::xorshift;
 
 /// A sequential specification: the state and one step of it.
 pub(crate) trait Spec: Clone + Eq + Hash {
@@ -54,6 +58,65 @@ impl Clock {
             returned,
         }
     }
+}
+
+/// How many recorded runs to make, and of what size.
+pub(crate) struct Runs {
+    pub(crate) rounds: usize,
+    pub(crate) threads: usize,
+    pub(crate) per_thread: usize,
+    /// Added to each thread's seed: the seeds of the structure's history.
+    pub(crate) seed: u64,
+}
+
+/// Makes `runs.rounds` recorded runs: each on a fresh subject from `new`,
+/// `runs.threads` threads started together, each making `runs.per_thread`
+/// calls; call `i` of thread `t` is `gen(r, t, i)` for a fresh random word
+/// `r`, and `apply` performs it. Each history is checked against `init`;
+/// `after` gets the subject once its threads are done (to check its
+/// invariants). Returns the first failure, naming its round.
+pub(crate) fn run_rounds<S, T>(
+    init: &S,
+    runs: &Runs,
+    new: impl Fn() -> T,
+    gen: fn(u64, usize, usize) -> S::Op,
+    apply: fn(&T, &S::Op) -> S::Ret,
+    mut after: impl FnMut(T),
+) -> Result<(), String>
+where
+    S: Spec,
+    S::Op: Send + 'static,
+    S::Ret: Send + 'static,
+    T: Send + Sync + 'static,
+{
+    for round in 0..runs.rounds {
+        let subject = Arc::new(new());
+        let clock = Arc::new(Clock::default());
+        let barrier = Arc::new(Barrier::new(runs.threads));
+        let (threads, per_thread) = (runs.threads, runs.per_thread);
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (subject, clock, barrier) = (subject.clone(), clock.clone(), barrier.clone());
+                let mut seed = (round * threads + t) as u64 * 0x9E37_79B9 + runs.seed;
+                thread::spawn(move || {
+                    barrier.wait();
+                    (0..per_thread)
+                        .map(|i| {
+                            let op = gen(xorshift(&mut seed), t, i);
+                            clock.record(t, op, |op| apply(&subject, op))
+                        })
+                        .collect::<Vec<Event<S::Op, S::Ret>>>()
+                })
+            })
+            .collect();
+        let history: Vec<_> = handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a recorded thread panicked"))
+            .collect();
+        check(init, &history).map_err(|e| format!("round {round}: {e}"))?;
+        after(Arc::into_inner(subject).expect("threads joined"));
+    }
+    Ok(())
 }
 
 /// Whether `history` is linearizable with respect to `init`. On failure,
