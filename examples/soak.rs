@@ -48,6 +48,11 @@ fn main() {
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+/// The allocator workloads (for `status_kib`).
+#[cfg(not(loom))]
+#[path = "../benches/workloads/mod.rs"]
+mod workloads;
+
 #[cfg(not(loom))]
 #[global_allocator]
 static GLOBAL: vvmalloc::VvMalloc = vvmalloc::VvMalloc::new();
@@ -68,6 +73,7 @@ mod soak {
     use vvmalloc::{Heap, List, SkipList, TreiberStack, VvMalloc};
 
     use crate::common::{check_net_effect, xorshift, DropLedger, Log, Tracked};
+    use crate::workloads::status_kib;
 
     const USAGE: &str = "\
 usage: soak [--minutes M | --secs S] [--threads T] [--checked] [--every S] [--csv FILE]
@@ -126,18 +132,6 @@ usage: soak [--minutes M | --secs S] [--threads T] [--checked] [--every S] [--cs
         }
         a.threads = a.threads.max(1);
         a
-    }
-
-    /// A field of `/proc/self/status` in KiB (`VmRSS:`), 0 if absent.
-    fn status_kib(field: &str) -> usize {
-        std::fs::read_to_string("/proc/self/status")
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with(field))
-                    .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-            })
-            .unwrap_or(0)
     }
 
     pub(crate) fn main() {

@@ -85,20 +85,26 @@ fn same_under_both(what: &str, make: &dyn Fn() -> Command) -> Vec<u8> {
     vv.stdout
 }
 
-/// A program of the project's own that calls every exported function,
-/// forks from a threaded process and runs thousands of threads.
-#[test]
-fn the_exercise_program_passes_every_check() {
-    let dir = scratch("exercise");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/exercise.c");
-    let exe = dir.join("exercise");
+/// Compiles `tests/c/<name>.c` with `flags` into a scratch directory.
+fn compile(name: &str, flags: &[&str]) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/c/{name}.c"));
+    let exe = scratch(name).join(name);
     let st = Command::new("cc")
-        .args(["-O2", "-pthread", "-o"])
+        .args(flags)
+        .arg("-o")
         .arg(&exe)
         .arg(&src)
         .status()
         .expect("cc runs");
-    assert!(st.success());
+    assert!(st.success(), "cc {name}.c failed");
+    exe
+}
+
+/// A program of the project's own that calls every exported function,
+/// forks from a threaded process and runs thousands of threads.
+#[test]
+fn the_exercise_program_passes_every_check() {
+    let exe = compile("exercise", &["-O2", "-pthread"]);
     let out = same_under_both("exercise", &|| Command::new(&exe));
     assert_eq!(out, b"exercise: ok\n");
     // The checked mode finds no misuse in it (it would abort).
@@ -121,16 +127,8 @@ fn the_exercise_program_passes_every_check() {
 /// overrun is not detected). Writing every usable byte is no misuse.
 #[test]
 fn misuse_is_reported_in_checked_mode() {
-    let dir = scratch("misuse");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/misuse.c");
-    let exe = dir.join("misuse");
-    let st = Command::new("cc")
-        .args(["-O0", "-w", "-o"])
-        .arg(&exe)
-        .arg(&src)
-        .status()
-        .expect("cc runs");
-    assert!(st.success());
+    // -O0: no call of the misuse may be optimised away.
+    let exe = compile("misuse", &["-O0", "-w"]);
     let under = |what: &str, checked: bool| {
         let mut cmd = Command::new(&exe);
         cmd.arg(what).env("LD_PRELOAD", library());
