@@ -11,9 +11,13 @@ use vvmalloc::heap::{BTreeIndex, FreeIndex, HeapConfig, ListIndex, SkipIndex, HU
 use vvmalloc::reclaim::Hazard;
 use vvmalloc::Heap;
 
+/// Address space of the tests' heaps: under Miri every byte of it is a
+/// real (zeroed) allocation, so it is small there.
+const ARENA: usize = if cfg!(miri) { 64 << 20 } else { 4 << 30 };
+
 fn small_heap<I: FreeIndex>() -> Heap<I> {
     Heap::with_config(HeapConfig {
-        arena_bytes: 4 << 30,
+        arena_bytes: ARENA,
         checked: false,
         ..HeapConfig::new()
     })
@@ -243,7 +247,7 @@ fn impossible_requests_return_null_and_the_heap_survives_os_failure() {
 fn os_failure_at_every_mapping_point_returns_null_and_loses_nothing() {
     for checked in [false, true] {
         let heap: Heap = Heap::with_config(HeapConfig {
-            arena_bytes: 4 << 30,
+            arena_bytes: ARENA,
             checked,
             ..HeapConfig::new()
         });
@@ -384,7 +388,7 @@ const MISUSE: &[(&str, &str)] = &[
 /// abort before the end).
 fn commit_misuse(what: &str) {
     let heap: Heap = Heap::with_config(HeapConfig {
-        arena_bytes: 1 << 30,
+        arena_bytes: ARENA,
         checked: true,
         ..HeapConfig::new()
     });
@@ -458,6 +462,9 @@ fn commit_misuse(what: &str) {
 /// its stderr.
 #[test]
 fn checked_mode_reports_and_aborts() {
+    if cfg!(miri) {
+        return; // Miri cannot start processes; the other runs cover this.
+    }
     if let Some(what) = std::env::var_os("VV_MISUSE") {
         commit_misuse(what.to_str().unwrap());
     }
@@ -486,7 +493,7 @@ fn checked_mode_reports_and_aborts() {
 #[test]
 fn checked_mode_is_transparent_to_correct_use() {
     let heap: Heap = Heap::with_config(HeapConfig {
-        arena_bytes: 1 << 30,
+        arena_bytes: ARENA,
         checked: true,
         ..HeapConfig::new()
     });
@@ -564,7 +571,7 @@ fn cross_thread_frees_with_and_without_transfer_caches() {
     let n = if cfg!(miri) { 500 } else { 200_000 };
     for transfer_cache in [0, 4] {
         let heap: Heap = Heap::with_config(HeapConfig {
-            arena_bytes: 4 << 30,
+            arena_bytes: ARENA,
             transfer_cache,
             ..HeapConfig::new()
         });
@@ -692,7 +699,7 @@ fn op() -> impl Strategy<Value = Op> {
 /// keep their bytes until freed, and `realloc` keeps the contents.
 fn run_ops<I: FreeIndex>(ops: &[Op], use_local: bool, checked: bool) -> Result<(), TestCaseError> {
     let heap: Heap<I> = Heap::with_config(HeapConfig {
-        arena_bytes: 4 << 30,
+        arena_bytes: ARENA,
         checked,
         ..HeapConfig::new()
     });
@@ -780,8 +787,17 @@ fn run_ops<I: FreeIndex>(ops: &[Op], use_local: bool, checked: bool) -> Result<(
     Ok(())
 }
 
+/// 48 cases, 2 under Miri, which also cannot write failure files.
+fn config() -> ProptestConfig {
+    let mut config = ProptestConfig::with_cases(if cfg!(miri) { 2 } else { 48 });
+    if cfg!(miri) {
+        config.failure_persistence = None;
+    }
+    config
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: if cfg!(miri) { 2 } else { 48 }, ..ProptestConfig::default() })]
+    #![proptest_config(config())]
 
     #[test]
     fn prop_skip_index(ops in prop::collection::vec(op(), 1..150), local: bool) {

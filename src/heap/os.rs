@@ -1,8 +1,18 @@
 //! The operating-system layer: every byte of the heap comes from `mmap` and
 //! goes back through `madvise` or `munmap`. Each call reports failure as
 //! `None`/`false`, never by panicking: the allocator turns it into null.
+//!
+//! Under Miri, which has no `mmap` of inaccessible memory, no `mprotect`
+//! and no partial `munmap`, the same calls are served by the `miri` module
+//! at the end: mappings are zeroed allocations of the global allocator,
+//! committing is a no-op, releasing zeroes, unmapping leaks (Miri runs the
+//! heap's tests with its leak check off) and `remap` copies. So Miri checks
+//! the heap's own code (provenance, alignment, data races) on the same
+//! paths, with small arenas.
 
-use core::ptr::{self, NonNull};
+#[cfg(not(miri))]
+use core::ptr;
+use core::ptr::NonNull;
 
 use crate::sync::plain::{AtomicUsize, Ordering};
 
@@ -12,6 +22,9 @@ pub(crate) const PAGE: usize = 4096;
 
 /// The system page size.
 pub(crate) fn page_size() -> usize {
+    if cfg!(miri) {
+        return PAGE;
+    }
     static SIZE: AtomicUsize = AtomicUsize::new(0);
     // Relaxed: an idempotent cache of a constant.
     let s = SIZE.load(Ordering::Relaxed);
@@ -38,6 +51,7 @@ pub(crate) fn map_rw(len: usize) -> Option<NonNull<u8>> {
     map(len, libc::PROT_READ | libc::PROT_WRITE, 0)
 }
 
+#[cfg(not(miri))]
 fn map(len: usize, prot: libc::c_int, extra: libc::c_int) -> Option<NonNull<u8>> {
     if len == 0 || len > isize::MAX as usize {
         return None;
@@ -67,6 +81,7 @@ fn map(len: usize, prot: libc::c_int, extra: libc::c_int) -> Option<NonNull<u8>>
 ///
 /// The range lies inside a reservation made by [`reserve`] and owned by the
 /// caller.
+#[cfg(not(miri))]
 pub(crate) unsafe fn commit(p: NonNull<u8>, len: usize) -> bool {
     // SAFETY: the caller owns the range (contract).
     unsafe { libc::mprotect(p.as_ptr().cast(), len, libc::PROT_READ | libc::PROT_WRITE) == 0 }
@@ -79,6 +94,7 @@ pub(crate) unsafe fn commit(p: NonNull<u8>, len: usize) -> bool {
 ///
 /// The range is mapped read-write, owned by the caller, and holds nothing
 /// that anyone still needs.
+#[cfg(not(miri))]
 pub(crate) unsafe fn release(p: *mut u8, len: usize) {
     let ps = page_size();
     let start = (p as usize).next_multiple_of(ps);
@@ -98,6 +114,7 @@ pub(crate) unsafe fn release(p: *mut u8, len: usize) {
 ///
 /// The range was mapped by this module, is owned by the caller and is not
 /// used afterwards.
+#[cfg(not(miri))]
 pub(crate) unsafe fn unmap(p: *mut u8, len: usize) {
     // SAFETY: the caller's contract. A failure leaks the range, harmlessly.
     unsafe {
@@ -111,6 +128,7 @@ pub(crate) unsafe fn unmap(p: *mut u8, len: usize) {
 ///
 /// `[p, p+old)` is one whole mapping made by [`map_rw`], owned by the caller;
 /// on success the old range must not be used any more.
+#[cfg(not(miri))]
 pub(crate) unsafe fn remap(p: *mut u8, old: usize, new: usize) -> Option<NonNull<u8>> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
@@ -136,6 +154,7 @@ pub(crate) unsafe fn remap(p: *mut u8, old: usize, new: usize) -> Option<NonNull
 /// # Safety
 ///
 /// The range is mapped (any protection).
+#[cfg(not(miri))]
 pub(crate) unsafe fn resident(p: *mut u8, len: usize) -> Option<usize> {
     let ps = page_size();
     let mut vec = [0u8; 4096];
@@ -156,3 +175,56 @@ pub(crate) unsafe fn resident(p: *mut u8, len: usize) -> Option<usize> {
     }
     Some(total)
 }
+
+#[cfg(miri)]
+pub(crate) use miri::{commit, release, remap, resident, unmap};
+
+/// The OS layer under Miri (see the module documentation).
+#[cfg(miri)]
+mod miri {
+    use core::alloc::Layout;
+    use core::ptr::{self, NonNull};
+
+    use super::PAGE;
+
+    /// A zeroed, page-aligned allocation standing for a mapping (the
+    /// protection and flags do not matter: all of it is accessible).
+    pub(super) fn map(len: usize, _prot: libc::c_int, _extra: libc::c_int) -> Option<NonNull<u8>> {
+        let layout = Layout::from_size_align(len, PAGE)
+            .ok()
+            .filter(|l| l.size() > 0)?;
+        // SAFETY: the layout's size is not zero.
+        NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) })
+    }
+
+    /// Nothing to do: the whole "reservation" is accessible already.
+    pub(crate) unsafe fn commit(_p: NonNull<u8>, _len: usize) -> bool {
+        true
+    }
+
+    /// Zeroes the range, as reading released pages would show.
+    pub(crate) unsafe fn release(p: *mut u8, len: usize) {
+        // SAFETY: the caller owns the range (the contract of `release`).
+        unsafe { ptr::write_bytes(p, 0, len) };
+    }
+
+    /// Leaks the range (a part of an allocation cannot be freed).
+    pub(crate) unsafe fn unmap(_p: *mut u8, _len: usize) {}
+
+    /// A new zeroed "mapping" with the old bytes copied (the old one leaks).
+    pub(crate) unsafe fn remap(p: *mut u8, old: usize, new: usize) -> Option<NonNull<u8>> {
+        let q = map(new, 0, 0)?;
+        // SAFETY: both ranges are live and distinct, each at least as long
+        // as what is copied.
+        unsafe { ptr::copy_nonoverlapping(p, q.as_ptr(), old.min(new)) };
+        Some(q)
+    }
+
+    /// Unknown under Miri.
+    pub(crate) unsafe fn resident(_p: *mut u8, _len: usize) -> Option<usize> {
+        None
+    }
+}
+
+#[cfg(miri)]
+use miri::map;
