@@ -186,7 +186,7 @@ usage: soak [--minutes M | --secs S] [--threads T] [--checked] [--every S] [--cs
                 writeln!(
                     f,
                     "secs,round,alloc_ops,structure_ops,rss_kib,process_mapped_kib,\
-                     process_in_use_kib,instances_mapped_kib,misuse,errors"
+                     process_in_use_kib,skiplist_hazard_mapped_kib,list_epoch_mapped_kib,misuse,errors"
                 )
                 .expect("write the CSV header");
                 f
@@ -218,28 +218,30 @@ usage: soak [--minutes M | --secs S] [--threads T] [--checked] [--every S] [--cs
                 thread::available_parallelism().map_or(0, |n| n.get())
             );
             println!(
-                "| secs | rounds | alloc Mops | structure Mops | RSS MiB | process heap mapped / in use MiB | instances mapped MiB | misuse | errors |"
+                "| secs | rounds | alloc Mops | structure Mops | RSS MiB | process heap mapped / in use MiB | skip-list/hazard heap mapped MiB | list/epoch heap mapped MiB | misuse | errors |"
             );
-            println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+            println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
             let mut next_line = 0.0;
             let mut round = 0;
-            let mut first_rss = None;
+            // (seconds, resident bytes) after each round.
+            let mut rss = Vec::new();
             while t0.elapsed() < deadline {
                 self.allocator_round(round);
                 self.structure_round(round);
                 round += 1;
                 let secs = t0.elapsed().as_secs_f64();
                 let row = self.sample(secs, round);
-                first_rss.get_or_insert(row.rss);
+                rss.push((secs, row.rss));
                 if secs >= next_line || t0.elapsed() >= deadline {
                     println!(
-                        "| {secs:.0} | {round} | {:.1} | {:.1} | {:.1} | {:.1} / {:.1} | {:.1} | {} | {} |",
+                        "| {secs:.0} | {round} | {:.1} | {:.1} | {:.1} | {:.1} / {:.1} | {:.1} | {:.1} | {} | {} |",
                         self.alloc_ops as f64 / 1e6,
                         self.struct_ops as f64 / 1e6,
                         mib(row.rss),
                         mib(row.mapped),
                         mib(row.in_use),
-                        mib(row.instances),
+                        mib(row.skip),
+                        mib(row.list),
                         row.misuse,
                         self.errors.len()
                     );
@@ -255,10 +257,20 @@ usage: soak [--minutes M | --secs S] [--threads T] [--checked] [--every S] [--cs
                 self.struct_ops,
                 self.struct_ops as f64 / secs / 1e6
             );
+            // Growth shows as a higher peak in the second half than in the
+            // first (the workloads cycle, so each half sees every one).
+            let peak = |from: f64, to: f64| {
+                rss.iter()
+                    .filter(|&&(t, _)| t >= from && t < to)
+                    .map(|&(_, r)| r)
+                    .max()
+                    .unwrap_or(0)
+            };
             println!(
-                "soak: resident memory {:.1} MiB after the first round, {:.1} MiB at the end",
-                mib(first_rss.unwrap_or(0)),
-                mib(end.rss)
+                "soak: resident memory after the first round {:.1} MiB; peak in the first half {:.1} MiB, in the second half {:.1} MiB",
+                mib(rss.first().map_or(0, |r| r.1)),
+                mib(peak(0.0, secs / 2.0)),
+                mib(peak(secs / 2.0, f64::INFINITY))
             );
             if end.misuse > 0 {
                 self.errors
@@ -356,18 +368,20 @@ usage: soak [--minutes M | --secs S] [--threads T] [--checked] [--every S] [--cs
                 rss: status_kib("VmRSS:") << 10,
                 mapped: p.mapped_bytes,
                 in_use: p.in_use_bytes,
-                instances: s.mapped_bytes + l.mapped_bytes,
+                skip: s.mapped_bytes,
+                list: l.mapped_bytes,
                 misuse: p.misuse + s.misuse + l.misuse,
             };
             if let Some(f) = &mut self.csv {
                 let line = format!(
-                    "{secs:.2},{round},{},{},{},{},{},{},{},{}",
+                    "{secs:.2},{round},{},{},{},{},{},{},{},{},{}",
                     self.alloc_ops,
                     self.struct_ops,
                     row.rss >> 10,
                     row.mapped >> 10,
                     row.in_use >> 10,
-                    row.instances >> 10,
+                    row.skip >> 10,
+                    row.list >> 10,
                     row.misuse,
                     self.errors.len()
                 );
@@ -384,7 +398,8 @@ usage: soak [--minutes M | --secs S] [--threads T] [--checked] [--every S] [--cs
         rss: usize,
         mapped: usize,
         in_use: usize,
-        instances: usize,
+        skip: usize,
+        list: usize,
         misuse: usize,
     }
 
