@@ -25,6 +25,14 @@
 //! `pthread_atfork` handlers on its first allocation (see
 //! `vvmalloc::Heap::prepare_fork`).
 //!
+//! `VVMALLOC_CHECKED=1` turns on the checked mode for debugging: a misuse
+//! the heap can see (a pointer it never returned, a double free, a write
+//! past the end of a small block, a free list corrupted by a write to a
+//! freed block) is reported on stderr with its kind and address, and the
+//! program aborts. Blocks are then allocated at exactly the size asked
+//! for, which `malloc_usable_size` reports, so a program that writes up to
+//! its usable size stays correct.
+//!
 //! `VVMALLOC_TRACE=/path/file` records every request (see [`recorder`]).
 
 // The loom build has no process heap (see `vvmalloc::heap`): nothing to
