@@ -135,8 +135,9 @@ fn heap() -> Heap {
 /// A's second blocks through the cache-less path).
 #[test]
 fn batch_exchange_and_cross_thread_free() {
-    // 16 KiB: 4 blocks per span, batches of 4.
-    let layout = Layout::from_size_align(16 * 1024, 16).unwrap();
+    // 16 KiB blocks (the request leaves room for the checked mode's 8-byte
+    // guard): 4 blocks per span, batches of 4.
+    let layout = Layout::from_size_align(16 * 1024 - 8, 16).unwrap();
     model(move || {
         let heap = Arc::new(heap());
         let handoff: Arc<Mutex<Vec<usize>>> = Arc::new(Mutex::new(Vec::new()));
