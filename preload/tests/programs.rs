@@ -62,6 +62,23 @@ fn run(make: &dyn Fn() -> Command, preload: bool) -> Output {
         .unwrap_or_else(|e| panic!("cannot run {desc}: {e} (is the program installed?)"))
 }
 
+/// Runs `cmd` under the checked mode of the library: it must succeed (a
+/// misuse found would abort it). Returns its standard output.
+fn checked(what: &str, cmd: &mut Command) -> Vec<u8> {
+    let out = cmd
+        .env("LD_PRELOAD", library())
+        .env("VVMALLOC_CHECKED", "1")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} in checked mode ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// Runs the command under glibc and under vvmalloc; both must succeed with
 /// the same standard output, which is returned.
 fn same_under_both(what: &str, make: &dyn Fn() -> Command) -> Vec<u8> {
@@ -108,16 +125,7 @@ fn the_exercise_program_passes_every_check() {
     let out = same_under_both("exercise", &|| Command::new(&exe));
     assert_eq!(out, b"exercise: ok\n");
     // The checked mode finds no misuse in it (it would abort).
-    let checked = Command::new(&exe)
-        .env("LD_PRELOAD", library())
-        .env("VVMALLOC_CHECKED", "1")
-        .output()
-        .unwrap();
-    assert!(
-        checked.status.success(),
-        "{}",
-        String::from_utf8_lossy(&checked.stderr)
-    );
+    assert_eq!(checked("exercise", &mut Command::new(&exe)), out);
 }
 
 /// Misuse through the C API: with `VVMALLOC_CHECKED=1` each kind is
@@ -190,18 +198,10 @@ fn python_with_threads_gives_the_same_output() {
     });
     assert_eq!(String::from_utf8_lossy(&out).lines().count(), 5);
     // And in checked mode: no misuse found, the same output.
-    let checked = Command::new("python3")
-        .arg(&script)
-        .env("LD_PRELOAD", library())
-        .env("VVMALLOC_CHECKED", "1")
-        .output()
-        .unwrap();
-    assert!(
-        checked.status.success(),
-        "python3 in checked mode: {}",
-        String::from_utf8_lossy(&checked.stderr)
+    assert_eq!(
+        checked("python3", Command::new("python3").arg(&script)),
+        out
     );
-    assert_eq!(checked.stdout, out);
 }
 
 #[test]
