@@ -2055,28 +2055,56 @@ impl<I: FreeIndex> Heap<I> {
         if self.core.checks() {
             return self.alloc_checked(bins, layout);
         }
-        let Some(c) = class::class_of(layout.size().max(1), layout.align()) else {
-            return self.alloc_not_small(layout);
-        };
-        let p = match bins {
+        match class::class_of(layout.size().max(1), layout.align()) {
+            Some(c) => self.alloc_small(bins, c, layout.size()),
+            None => self.alloc_not_small(layout),
+        }
+    }
+
+    /// A block of class `c` from the cache or the shared path, with `size`
+    /// bytes counted as requested.
+    #[inline]
+    fn alloc_small(&self, bins: Option<&mut Bins>, c: usize, size: usize) -> *mut u8 {
+        match bins {
             Some(b) => {
                 // The cache counts the requested bytes itself (no atomic
                 // read-modify-write on the fast path).
                 let p = b.alloc(&self.core, c);
                 if !p.is_null() {
-                    b.requested += layout.size() as isize;
+                    b.requested += size as isize;
                 }
-                return p;
+                p
             }
-            None => self.core.alloc_small_shared(c),
-        };
-        if !p.is_null() {
-            // Relaxed: a statistic.
-            self.core
-                .requested
-                .fetch_add(layout.size() as isize, Ordering::Relaxed);
+            None => {
+                let p = self.core.alloc_small_shared(c);
+                if !p.is_null() {
+                    // Relaxed: a statistic.
+                    self.core
+                        .requested
+                        .fetch_add(size as isize, Ordering::Relaxed);
+                }
+                p
+            }
         }
-        p
+    }
+
+    /// Frees the block of class `c` at `p` to the cache or the shared
+    /// path, with `size` requested bytes uncounted.
+    #[inline]
+    fn free_small(&self, bins: Option<&mut Bins>, c: usize, p: *mut u8, size: usize) {
+        match bins {
+            Some(b) => {
+                b.requested -= size as isize;
+                b.dealloc(&self.core, c, p);
+            }
+            None => {
+                // Relaxed: a statistic.
+                self.core
+                    .requested
+                    .fetch_sub(size as isize, Ordering::Relaxed);
+                self.core.dealloc_small_shared(c, p);
+            }
+        }
     }
 
     /// A large or huge block for `layout`, counted as requested.
@@ -2171,20 +2199,7 @@ impl<I: FreeIndex> Heap<I> {
                     // SAFETY: `p` starts a block of class `c` in the arena.
                     unsafe { self.release_checked(bins, data, c, p, size) }
                 }
-                Ok(c) => {
-                    let size = size.unwrap_or(CLASS_SIZES[c] as usize) as isize;
-                    match bins {
-                        Some(b) => {
-                            b.requested -= size;
-                            b.dealloc(core, c, p);
-                        }
-                        None => {
-                            // Relaxed: a statistic.
-                            core.requested.fetch_sub(size, Ordering::Relaxed);
-                            core.dealloc_small_shared(c, p);
-                        }
-                    }
-                }
+                Ok(c) => self.free_small(bins, c, p, size.unwrap_or(CLASS_SIZES[c] as usize)),
                 Err(what) => core.misuse(what, p, &[]),
             }
         } else if !p.is_null() {

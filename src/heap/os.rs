@@ -198,20 +198,36 @@ mod miri {
     }
 
     /// Nothing to do: the whole "reservation" is accessible already.
+    ///
+    /// # Safety
+    ///
+    /// As for the `mmap` version of [`commit`](super::commit).
     pub(crate) unsafe fn commit(_p: NonNull<u8>, _len: usize) -> bool {
         true
     }
 
     /// Zeroes the range, as reading released pages would show.
+    ///
+    /// # Safety
+    ///
+    /// As for the `mmap` version of [`release`](super::release).
     pub(crate) unsafe fn release(p: *mut u8, len: usize) {
         // SAFETY: the caller owns the range (the contract of `release`).
         unsafe { ptr::write_bytes(p, 0, len) };
     }
 
     /// Leaks the range (a part of an allocation cannot be freed).
+    ///
+    /// # Safety
+    ///
+    /// As for the `mmap` version of [`unmap`](super::unmap).
     pub(crate) unsafe fn unmap(_p: *mut u8, _len: usize) {}
 
     /// A new zeroed "mapping" with the old bytes copied (the old one leaks).
+    ///
+    /// # Safety
+    ///
+    /// As for the `mmap` version of [`remap`](super::remap).
     pub(crate) unsafe fn remap(p: *mut u8, old: usize, new: usize) -> Option<NonNull<u8>> {
         let q = map(new, 0, 0)?;
         // SAFETY: both ranges are live and distinct, each at least as long
@@ -221,6 +237,10 @@ mod miri {
     }
 
     /// Unknown under Miri.
+    ///
+    /// # Safety
+    ///
+    /// As for the `mmap` version of [`resident`](super::resident).
     pub(crate) unsafe fn resident(_p: *mut u8, _len: usize) -> Option<usize> {
         None
     }

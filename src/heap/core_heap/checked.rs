@@ -155,23 +155,7 @@ impl<I: FreeIndex> Heap<I> {
         else {
             return self.alloc_not_small(layout);
         };
-        let p = match bins {
-            Some(b) => {
-                let p = b.alloc(core, c);
-                if !p.is_null() {
-                    b.requested += n as isize;
-                }
-                p
-            }
-            None => {
-                let p = core.alloc_small_shared(c);
-                if !p.is_null() {
-                    // Relaxed: a statistic.
-                    core.requested.fetch_add(n as isize, Ordering::Relaxed);
-                }
-                p
-            }
-        };
+        let p = self.alloc_small(bins, c, n);
         let Some(data) = core.arena_of(p) else {
             return p; // null
         };
@@ -250,17 +234,7 @@ impl<I: FreeIndex> Heap<I> {
             );
             return;
         }
-        match bins {
-            Some(b) => {
-                b.requested -= n as isize;
-                b.dealloc(core, c, p);
-            }
-            None => {
-                // Relaxed: a statistic.
-                core.requested.fetch_sub(n as isize, Ordering::Relaxed);
-                core.dealloc_small_shared(c, p);
-            }
-        }
+        self.free_small(bins, c, p, n);
     }
 }
 
