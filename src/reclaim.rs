@@ -41,15 +41,16 @@
 //!   round to it.
 //! - An **own** domain is dropped with the structure, and dropping it frees
 //!   every node retired into it, at once. Nothing the structure retired
-//!   survives it. With [`Epoch`], an own collector costs a participant
-//!   registration per operation (crossbeam's thread-local handle serves only the
-//!   global collector), and a new participant's first pin also runs a
-//!   collection, so it is markedly slower than the global one: about 450 ns
-//!   per list operation against 40 ns (`cargo bench --bench list`, see the
-//!   README). Caching a participant per thread would keep the collector, and
-//!   so the structure's garbage, alive past the structure's drop, which is
-//!   exactly what an own domain must not do. With [`Hazard`] an own domain
-//!   costs the same as the global one: prefer it for non-`'static` data.
+//!   survives it. With [`Epoch`], a thread registers with an own
+//!   collector on its first operation and keeps that participant in a
+//!   per-thread cache (of 8 domains) for the next ones; a thread that exits
+//!   leaves it to the next thread, and the domain's drop unregisters them
+//!   all and frees every retired node, so the cache never keeps garbage
+//!   past the domain ([`Domain::participants`] counts them). With
+//!   [`Hazard`] an own domain costs about what the global one does on one
+//!   thread, but each shield takes and returns its hazard record through
+//!   haphazard's shared list (the per-thread record cache serves the global
+//!   domain only), which contends between threads.
 //!
 //! crossbeam-skiplist sends its garbage to the global collector, so it must
 //! require `K: 'static, V: 'static`, and a removed entry is dropped only when the
@@ -100,6 +101,13 @@ use core::marker::PhantomData;
 use crate::raw::Retirable;
 use crate::sync::plain;
 use crate::sync::{AtomicPtr, Ordering};
+
+mod own_epoch;
+#[cfg(loom)]
+#[doc(hidden)]
+pub use own_epoch::seeded_weaken_claim;
+#[doc(hidden)]
+pub use own_epoch::{EpochGuard, OwnEpoch};
 
 mod sealed {
     pub trait Sealed {}
@@ -311,6 +319,35 @@ impl<R: Reclaim> Domain<R> {
     #[allow(dead_code)]
     pub(crate) fn raw(&self) -> Option<&R::RawDomain> {
         self.own.as_ref()
+    }
+}
+
+impl Domain<Epoch> {
+    /// How many crossbeam participants this own domain has registered: a
+    /// thread registers once, on its first operation, and a thread that
+    /// exits leaves its participant to the next thread that comes, so this
+    /// is at most the number of threads that used the domain at the same
+    /// time. `None` for the global domain (crossbeam's default collector,
+    /// one participant per thread).
+    ///
+    /// ```
+    /// # if vvmalloc::LOOM_BUILD { return; }
+    /// use vvmalloc::reclaim::{Domain, Epoch};
+    /// use vvmalloc::List;
+    ///
+    /// let m: List<u32, u32, Epoch> = List::with_own_domain();
+    /// for i in 0..100 {
+    ///     m.insert(i, i); // the same participant every time
+    /// }
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| m.remove(&1).is_some()).join().unwrap(); // one more
+    ///     s.spawn(|| m.remove(&2).is_some()).join().unwrap(); // reuses it
+    /// });
+    /// assert_eq!(m.domain().participants(), Some(2));
+    /// assert_eq!(Domain::<Epoch>::global().participants(), None);
+    /// ```
+    pub fn participants(&self) -> Option<usize> {
+        self.raw().map(OwnEpoch::participants)
     }
 }
 
@@ -540,38 +577,24 @@ impl sealed::Sealed for Epoch {}
 impl Reclaim for Epoch {
     const NAME: &'static str = "epoch";
     const GUARD_PROTECTS_ALL: bool = true;
-    type RawDomain = crossbeam_epoch::Collector;
-    type RawGuard<'d> = crossbeam_epoch::Guard;
+    type RawDomain = OwnEpoch;
+    type RawGuard<'d> = EpochGuard<'d>;
     type RawShield<'d> = ();
 
     fn raw_new_domain() -> Self::RawDomain {
-        crossbeam_epoch::Collector::new()
+        OwnEpoch::new()
     }
 
     fn raw_pin(domain: &Domain<Self>) -> Self::RawGuard<'_> {
         #[cfg(loom)]
         assert!(domain.raw().is_some(), "{NO_GLOBAL_UNDER_LOOM}");
         match domain.raw() {
-            // A fresh participant per operation: crossbeam keeps a cached
-            // thread-local handle only for its default collector. The handle
-            // may drop before the guard; crossbeam keeps the participant
-            // alive until the guard unpins.
-            Some(collector) => {
-                let handle = collector.register();
-                // SeqCst: pairs with the SeqCst fence of crossbeam's
-                // `Global::try_advance` before it walks the participants.
-                // `register` publishes the new participant with a Release
-                // CAS only, and the pin that follows reads the global epoch
-                // with a Relaxed load: without a fence between them, an
-                // advancing thread may not see the participant while it
-                // pins in the epoch being left, and free what it reads (Miri
-                // found this, one schedule in a few, in `tests/list.rs`).
-                // Threads register once for the global collector, so only
-                // own domains, which register per operation, need it.
-                crate::sync::fence(Ordering::SeqCst);
-                handle.pin()
-            }
-            None => crossbeam_epoch::pin(),
+            // The thread's participant of the own collector, registered on
+            // its first use and cached (see `own_epoch`: registering one
+            // per operation let a collection free what a departed
+            // participant had read).
+            Some(own) => own.pin(),
+            None => EpochGuard::global(crossbeam_epoch::pin()),
         }
     }
 
@@ -611,7 +634,7 @@ impl Reclaim for Epoch {
             // after all of them unpin; (2) it is deferred once; (3) `ptr` is
             // valid for `reclaim` until then.
             unsafe {
-                guard.defer_unchecked(move || {
+                guard.guard.defer_unchecked(move || {
                     let p = p;
                     count_reclaimed::<Epoch>();
                     N::reclaim(p.0)
@@ -629,12 +652,7 @@ impl Reclaim for Epoch {
         // epoch room to move twice past garbage retired before the call,
         // if no other thread stays pinned.
         match domain.raw() {
-            Some(collector) => {
-                let handle = collector.register();
-                for _ in 0..3 {
-                    handle.pin().flush();
-                }
-            }
+            Some(own) => own.collect(3),
             None => {
                 for _ in 0..3 {
                     crossbeam_epoch::pin().flush();

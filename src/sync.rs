@@ -30,6 +30,15 @@ pub(crate) use loom::{
     thread,
 };
 
+/// Reference counting whose drops loom orders (the own epoch domains' slot
+/// registry is shared through it with threads' caches).
+#[cfg(loom)]
+pub(crate) use loom::sync::Arc;
+/// Thread-locals that loom gives each model thread its own copy of, and drops
+/// when the model thread ends.
+#[cfg(loom)]
+pub(crate) use loom::thread_local;
+
 #[cfg(not(loom))]
 pub(crate) use core::sync::atomic::fence;
 /// Re-exported publicly as [`crate::raw::AtomicPtr`].
@@ -42,8 +51,12 @@ pub(crate) use core::{
     sync::atomic::{AtomicBool, AtomicIsize, AtomicU32, AtomicUsize},
 };
 #[cfg(not(loom))]
+pub(crate) use std::sync::Arc;
+#[cfg(not(loom))]
 #[allow(unused_imports)]
 pub(crate) use std::thread;
+#[cfg(not(loom))]
+pub(crate) use std::thread_local;
 
 pub(crate) use core::sync::atomic::Ordering;
 

@@ -163,7 +163,8 @@ fn large_allocations_continue_while_a_thread_is_pinned() {
         workers_finish_while_one_stalls(
             name,
             &|hold| {
-                let _pinned = Domain::<Epoch>::global().pin();
+                let global = Domain::<Epoch>::global();
+                let _pinned = global.pin();
                 hold();
             },
             &|i| {
