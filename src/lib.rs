@@ -4,6 +4,9 @@
 //! # Structures
 //!
 //! - [`TreiberStack`]: Treiber's lock-free LIFO stack.
+//! - [`TakeAllStack`]: many threads push, a consumer takes everything at
+//!   once with one swap (mimalloc's thread-free lists, Linux's `llist`); no
+//!   reclamation scheme needed.
 //! - [`List`] and [`ListSet`]: Harris's lock-free ordered list in Michael's
 //!   form, an ordered map and set (and the allocator's address-ordered free
 //!   index).
@@ -60,6 +63,7 @@ pub mod reclaim;
 pub mod skiplist;
 pub mod stack;
 mod sync;
+pub mod take_all;
 pub mod trace;
 
 pub use heap::{Heap, VvMalloc};
@@ -67,6 +71,7 @@ pub use intrusive::IntrusiveStack;
 pub use list::{List, ListSet};
 pub use skiplist::{SkipList, SkipSet};
 pub use stack::TreiberStack;
+pub use take_all::TakeAllStack;
 
 /// Whether this build of the crate was made with `--cfg loom`.
 ///
