@@ -93,11 +93,21 @@ fn one_producer_order_is_kept_across_takes() {
     outcomes.assert_saw(&[(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (2, 0)]);
 }
 
-/// Runs `model` with the seeded ordering bugs switched on, restoring them
-/// afterwards whatever happens.
-fn with_seeded(push: bool, take: bool, model: impl FnOnce() + std::panic::UnwindSafe) {
+/// Runs the race of two pushes and a take with the seeded ordering bugs
+/// `push` and `take` switched on (restored afterwards whatever happens):
+/// loom must report a causality violation on the nodes' tracked cells.
+fn assert_seeded_caught(push: bool, take: bool) {
     seeded_weaken(push, take);
-    let result = std::panic::catch_unwind(model);
+    let result = std::panic::catch_unwind(|| {
+        assert_caught(
+            || {
+                model(|| {
+                    let _ = two_pushes_race_a_take();
+                })
+            },
+            &["Causality violation"],
+        )
+    });
     seeded_weaken(false, false);
     if let Err(e) = result {
         std::panic::resume_unwind(e);
@@ -106,32 +116,14 @@ fn with_seeded(push: bool, take: bool, model: impl FnOnce() + std::panic::Unwind
 
 /// The seeded bug: `push` publishes with a `Relaxed` CAS. The taker then
 /// reads a node's value and link without a happens-before edge from their
-/// writes: a causality violation on the tracked cells.
+/// writes.
 #[test]
 fn seeded_relaxed_push_is_caught() {
-    with_seeded(true, false, || {
-        assert_caught(
-            || {
-                model(|| {
-                    let _ = two_pushes_race_a_take();
-                })
-            },
-            &["Causality violation"],
-        )
-    });
+    assert_seeded_caught(true, false);
 }
 
 /// The seeded bug: `take_all` swaps with `Relaxed`, so it acquires nothing.
 #[test]
 fn seeded_relaxed_take_is_caught() {
-    with_seeded(false, true, || {
-        assert_caught(
-            || {
-                model(|| {
-                    let _ = two_pushes_race_a_take();
-                })
-            },
-            &["Causality violation"],
-        )
-    });
+    assert_seeded_caught(false, true);
 }
