@@ -120,12 +120,22 @@ fn seeded_untagged_pop_is_caught() {
     aba(true);
 }
 
-fn heap() -> Heap {
-    Heap::with_config(HeapConfig {
-        arena_bytes: 2 << 20,
-        checked: true,
-        ..HeapConfig::new()
-    })
+/// A small checked heap, built on a loom thread with a 1 MiB stack: `Heap`
+/// is a large struct (its per-class state is inline), and loom runs the
+/// model's own thread on a 32 KiB stack, which building it overflowed.
+fn heap() -> Arc<Heap> {
+    thread::Builder::new()
+        .stack_size(1 << 20)
+        .spawn(|| {
+            Arc::new(Heap::with_config(HeapConfig {
+                arena_bytes: 2 << 20,
+                checked: true,
+                ..HeapConfig::new()
+            }))
+        })
+        .unwrap()
+        .join()
+        .unwrap()
 }
 
 /// Thread A allocates through its cache and hands blocks to thread B, which
@@ -139,7 +149,7 @@ fn batch_exchange_and_cross_thread_free() {
     // guard): 4 blocks per span, batches of 4.
     let layout = Layout::from_size_align(16 * 1024 - 8, 16).unwrap();
     model(move || {
-        let heap = Arc::new(heap());
+        let heap = heap();
         let handoff: Arc<Mutex<Vec<usize>>> = Arc::new(Mutex::new(Vec::new()));
         let a = {
             let (heap, handoff) = (heap.clone(), handoff.clone());

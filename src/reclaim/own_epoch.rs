@@ -199,6 +199,11 @@ impl OwnEpoch {
     }
 
     /// Claims a free slot, or pushes a new one with a new participant.
+    /// Out of line: a thread's first operation on the domain only, and
+    /// crossbeam's registration builds a 2 KiB participant on the stack
+    /// (loom's threads have 32 KiB).
+    #[cold]
+    #[inline(never)]
     fn claim(&self) -> *const Slot {
         // Acquire: pairs with the Release CAS that pushed the slot, so its
         // `next` is visible.
