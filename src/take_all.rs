@@ -97,10 +97,13 @@ impl<T> TakeAllStack<T> {
     /// ```
     /// # if vvmalloc::LOOM_BUILD { return; }
     /// use vvmalloc::TakeAllStack;
-    /// static RETURNS: TakeAllStack<u64> = TakeAllStack::new();
-    /// RETURNS.push(1);
-    /// assert_eq!(RETURNS.take_all().collect::<Vec<_>>(), [1]);
+    /// let returns: TakeAllStack<u64> = TakeAllStack::new();
+    /// returns.push(1);
+    /// assert_eq!(returns.take_all().collect::<Vec<_>>(), [1]);
     /// ```
+    ///
+    /// Outside loom builds it is a `const fn`, so a stack can be a
+    /// `static`.
     #[cfg(not(loom))]
     pub const fn new() -> Self {
         Self {
