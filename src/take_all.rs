@@ -307,12 +307,12 @@ mod seeded {
 
     #[inline(always)]
     pub(super) fn push_order() -> Ordering {
-        Ordering::Release
+        Ordering::Release // the publishing half: pairs with the Acquire below
     }
 
     #[inline(always)]
     pub(super) fn take_order() -> Ordering {
-        Ordering::Acquire
+        Ordering::Acquire // pairs with the Release above
     }
 }
 
@@ -338,17 +338,17 @@ mod seeded {
 
     pub(super) fn push_order() -> Ordering {
         if WEAK_PUSH.with(Cell::get) {
-            Ordering::Relaxed
+            Ordering::Relaxed // the seeded bug: pairs with nothing
         } else {
-            Ordering::Release
+            Ordering::Release // the publishing half: pairs with the Acquire below
         }
     }
 
     pub(super) fn take_order() -> Ordering {
         if WEAK_TAKE.with(Cell::get) {
-            Ordering::Relaxed
+            Ordering::Relaxed // the seeded bug: pairs with nothing
         } else {
-            Ordering::Acquire
+            Ordering::Acquire // pairs with the Release above
         }
     }
 }

@@ -459,12 +459,12 @@ mod seeded {
 
     #[inline(always)]
     pub(super) fn release_order() -> Ordering {
-        Ordering::Release
+        Ordering::Release // the publishing half: pairs with the Acquire below
     }
 
     #[inline(always)]
     pub(super) fn claim_order() -> Ordering {
-        Ordering::Acquire
+        Ordering::Acquire // pairs with the Release above
     }
 }
 
@@ -489,17 +489,17 @@ mod seeded {
 
     pub(super) fn release_order() -> Ordering {
         if WEAK.with(Cell::get) {
-            Ordering::Relaxed
+            Ordering::Relaxed // the seeded bug: pairs with nothing
         } else {
-            Ordering::Release
+            Ordering::Release // the publishing half: pairs with the Acquire below
         }
     }
 
     pub(super) fn claim_order() -> Ordering {
         if WEAK.with(Cell::get) {
-            Ordering::Relaxed
+            Ordering::Relaxed // the seeded bug: pairs with nothing
         } else {
-            Ordering::Acquire
+            Ordering::Acquire // pairs with the Release above
         }
     }
 }
