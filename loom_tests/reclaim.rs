@@ -22,7 +22,7 @@
 
 mod common;
 
-use common::{assert_caught, model, model_bounded, Ledger, Outcomes, Tracked};
+use common::{assert_seeded_race_caught, model, model_bounded, Ledger, Outcomes, Tracked};
 use loom::sync::{mpsc, Arc};
 use loom::thread;
 use vvmalloc::reclaim::{seeded_weaken_claim, Epoch};
@@ -61,21 +61,9 @@ fn released_participant_is_reused_in_order() {
 /// ordered after the first's, which loom reports on the slot's cells.
 #[test]
 fn seeded_relaxed_claim_is_caught() {
-    seeded_weaken_claim(true);
-    let result = std::panic::catch_unwind(|| {
-        assert_caught(
-            || {
-                model(|| {
-                    let _ = two_threads_one_op_each();
-                })
-            },
-            &["Causality violation"],
-        )
+    assert_seeded_race_caught(seeded_weaken_claim, || {
+        let _ = two_threads_one_op_each();
     });
-    seeded_weaken_claim(false);
-    if let Err(e) = result {
-        std::panic::resume_unwind(e);
-    }
 }
 
 /// An own domain dropped while a thread that used it is still alive, its

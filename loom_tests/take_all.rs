@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::{assert_caught, model, Outcomes};
+use common::{assert_seeded_race_caught, model, Outcomes};
 use loom::sync::Arc;
 use loom::thread;
 use vvmalloc::take_all::seeded_weaken;
@@ -97,21 +97,12 @@ fn one_producer_order_is_kept_across_takes() {
 /// `push` and `take` switched on (restored afterwards whatever happens):
 /// loom must report a causality violation on the nodes' tracked cells.
 fn assert_seeded_caught(push: bool, take: bool) {
-    seeded_weaken(push, take);
-    let result = std::panic::catch_unwind(|| {
-        assert_caught(
-            || {
-                model(|| {
-                    let _ = two_pushes_race_a_take();
-                })
-            },
-            &["Causality violation"],
-        )
-    });
-    seeded_weaken(false, false);
-    if let Err(e) = result {
-        std::panic::resume_unwind(e);
-    }
+    assert_seeded_race_caught(
+        |on| seeded_weaken(on && push, on && take),
+        || {
+            let _ = two_pushes_race_a_take();
+        },
+    );
 }
 
 /// The seeded bug: `push` publishes with a `Relaxed` CAS. The taker then

@@ -264,3 +264,22 @@ pub(crate) fn assert_caught(f: impl FnOnce() + std::panic::UnwindSafe, reports: 
 /// What a use after free looks like to loom: the poisoning write races the
 /// read (a causality report), or precedes it (the liveness check fails).
 pub(crate) const UAF_REPORTS: &[&str] = &["Causality violation", "use after reclaim"];
+
+/// Runs `model` with a seeded bug switched on by `switch(true)`, switching it
+/// off afterwards whatever happens; loom must report a causality violation.
+pub(crate) fn assert_seeded_race_caught(
+    switch: impl Fn(bool),
+    model: impl Fn() + Sync + Send + 'static,
+) {
+    switch(true);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        assert_caught(
+            std::panic::AssertUnwindSafe(|| self::model(model)),
+            &["Causality violation"],
+        )
+    }));
+    switch(false);
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}
