@@ -14,11 +14,6 @@
 //! mimalloc. This bench's own bookkeeping uses the system allocator (the
 //! default global allocator), the same for every run. Results also go to
 //! `target/alloc-bench.csv`.
-//!
-//! `-- --transfer` runs the transfer-cache experiment instead: a `Heap`
-//! instance with thread caches (`LocalHeap` per thread) without and with
-//! `HeapConfig::transfer_cache` (bounded `crossbeam_queue::ArrayQueue`s of
-//! batches in front of each class's Treiber stack).
 
 #![allow(missing_docs)]
 
@@ -39,9 +34,6 @@ mod bench {
     use crate::workloads::{self, allocator, status_kib, Limit, Workload};
 
     const ALLOCATORS: [&str; 4] = ["vvmalloc", "glibc", "jemalloc", "mimalloc"];
-    /// The transfer-cache experiment's two heaps (`Heap` instances used
-    /// through a `LocalHeap` per thread).
-    const TRANSFER: [&str; 2] = ["vv-heap", "vv-heap+tc"];
 
     fn ops_per_thread(w: Workload) -> usize {
         match w {
@@ -130,11 +122,7 @@ mod bench {
             "workload,threads,allocator,mops_per_sec,peak_rss_bytes,peak_live_bytes\n",
         );
         // The allocators of each row, and the ones the ratios are to.
-        let (allocs, baselines): (&[&str], &[usize]) = if args.iter().any(|a| a == "--transfer") {
-            (&TRANSFER, &[0])
-        } else {
-            (&ALLOCATORS, &[1, 3])
-        };
+        let (allocs, baselines): (&[&str], &[usize]) = (&ALLOCATORS, &[1, 3]);
         let ratio_heads: String = baselines
             .iter()
             .map(|&b| format!(" vs {} |", allocs[b]))
@@ -201,11 +189,7 @@ mod bench {
                 }
             }
         }
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(if allocs.len() == 2 {
-            "target/alloc-transfer.csv"
-        } else {
-            "target/alloc-bench.csv"
-        });
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/alloc-bench.csv");
         if std::fs::write(&path, csv).is_ok() {
             eprintln!("wrote {}", path.display());
         }

@@ -176,7 +176,7 @@ mod demo {
             mib(st.resident_bytes)
         ));
         lines.push(format!(
-            "small: {:.1} MiB in use, {:.1} MiB free in central heaps, {} spans released so far",
+            "small: {:.1} MiB in use, {:.1} MiB free in pages, {} spans released so far",
             mib(st.small_in_use_bytes()),
             mib(st.small_free_bytes()),
             st.spans_released

@@ -130,7 +130,6 @@ fn heap() -> Arc<Heap> {
             Arc::new(Heap::with_config(HeapConfig {
                 arena_bytes: 2 << 20,
                 checked: true,
-                ..HeapConfig::new()
             }))
         })
         .unwrap()
@@ -138,13 +137,15 @@ fn heap() -> Arc<Heap> {
         .unwrap()
 }
 
-/// Thread A allocates through its cache and hands blocks to thread B, which
-/// frees them through its own cache and hands them to the central heap on
-/// exit; A then allocates again, possibly getting B's blocks back. No block
-/// is ever held twice, and the heap's counts add up (the main thread frees
-/// A's second blocks through the cache-less path).
+/// Thread A allocates through its thread heap and hands blocks to thread B,
+/// which frees them through its own: remote frees, pushed on the pages'
+/// thread-free lists, which A takes back when it allocates again (possibly
+/// getting B's blocks back) or which stay with the pages A abandons on exit.
+/// No block is ever held twice, the heap's counts add up (the main thread
+/// frees A's second blocks through the cache-less path), and `trim` takes
+/// every page back.
 #[test]
-fn batch_exchange_and_cross_thread_free() {
+fn remote_frees_abandon_and_trim() {
     // 16 KiB blocks (the request leaves room for the checked mode's 8-byte
     // guard): 4 blocks per span, batches of 4.
     let layout = Layout::from_size_align(16 * 1024 - 8, 16).unwrap();
@@ -186,7 +187,7 @@ fn batch_exchange_and_cross_thread_free() {
                     }
                     thread::yield_now();
                 }
-                // Dropping the cache hands its blocks to the central heap.
+                // Dropping the thread heap reports its remote frees.
             })
         };
         let second = a.join().unwrap();
@@ -202,9 +203,11 @@ fn batch_exchange_and_cross_thread_free() {
         let st = heap.stats();
         assert_eq!(st.misuse, 0);
         assert_eq!(st.in_use_bytes, 0, "{st:?}");
-        // Every block of every span is back in the central heap.
+        // Every block of every page is free: `trim` takes them all back.
+        heap.trim();
+        let st = heap.stats();
         let c = st.small.iter().position(|c| c.size == 16 * 1024).unwrap();
-        assert_eq!(st.small[c].central_free_blocks, st.small[c].spans * 4);
+        assert_eq!(st.small[c].spans, 0, "{st:?}");
     });
 }
 

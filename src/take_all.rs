@@ -300,6 +300,123 @@ impl<T> fmt::Debug for TakeAll<T> {
     }
 }
 
+/// The intrusive flavour of [`TakeAllStack`], for memory blocks: each
+/// pushed block's first word holds the link, so a push allocates nothing.
+/// This is the allocator's per-page *thread-free list*: a thread frees a
+/// block of a page it does not own with one CAS, and the page's owner takes
+/// every such block with one swap.
+///
+/// The protocol, orderings and guarantees are [`TakeAllStack`]'s (see the
+/// [module documentation](self)); the chain a [`take_all`](Self::take_all)
+/// returns is linked through the blocks' first words, newest first, ending
+/// in null.
+///
+/// ```
+/// # if vvmalloc::LOOM_BUILD { return; }
+/// use vvmalloc::take_all::IntrusiveTakeAll;
+///
+/// let list = IntrusiveTakeAll::new();
+/// let mut blocks = [[0usize; 2]; 3];
+/// for b in &mut blocks {
+///     // SAFETY: each block is at least a word, aligned, and ours until taken.
+///     unsafe { list.push(b.as_mut_ptr().cast()) };
+/// }
+/// let mut p: *mut u8 = list.take_all();
+/// let mut n = 0;
+/// while !p.is_null() {
+///     n += 1;
+///     // SAFETY: the chain is ours; each block's first word is the next one.
+///     p = unsafe { p.cast::<*mut u8>().read() };
+/// }
+/// assert_eq!(n, 3);
+/// assert!(list.is_empty());
+/// ```
+pub struct IntrusiveTakeAll {
+    head: AtomicPtr<u8>,
+}
+
+impl IntrusiveTakeAll {
+    /// An empty list.
+    #[cfg(not(loom))]
+    pub const fn new() -> Self {
+        Self {
+            head: AtomicPtr::new(ptr::null_mut()),
+        }
+    }
+
+    /// An empty list (loom's atomics have no `const` constructor).
+    #[cfg(loom)]
+    pub fn new() -> Self {
+        Self {
+            head: AtomicPtr::new(ptr::null_mut()),
+        }
+    }
+
+    /// Pushes the block at `p`, writing the link into its first word: one
+    /// CAS (retried only if another push or a take changed the head).
+    ///
+    /// # Safety
+    ///
+    /// `p` is valid for writes of a pointer, aligned for one, and belongs to
+    /// the list (untouched by the caller) until a `take_all` returns it.
+    #[inline]
+    pub unsafe fn push(&self, p: *mut u8) {
+        // Relaxed: the CAS below validates it, and `push` never reads
+        // through it.
+        let mut head = self.head.load(Ordering::Relaxed);
+        loop {
+            // SAFETY: the caller's contract: the block is ours until the CAS
+            // publishes it.
+            unsafe { p.cast::<*mut u8>().write(head) };
+            // Release: publishes the link (and whatever the caller wrote to
+            // the block) to the Acquire swap of `take_all`. Relaxed on
+            // failure: we retry with the head we got.
+            match self
+                .head
+                .compare_exchange_weak(head, p, seeded::push_order(), Ordering::Relaxed)
+            {
+                Ok(_) => return,
+                Err(now) => head = now,
+            }
+        }
+    }
+
+    /// Takes every block pushed so far: the newest, linked through first
+    /// words to the oldest, whose link is null; null when the list is
+    /// empty. Costs one load when the list is empty, else one swap.
+    #[inline]
+    pub fn take_all(&self) -> *mut u8 {
+        // Relaxed: a peek that reads nothing through the pointer; the swap
+        // below acquires.
+        if self.head.load(Ordering::Relaxed).is_null() {
+            return ptr::null_mut();
+        }
+        // Acquire: pairs with the Release CAS of every push in the chain
+        // (one release sequence, as in `TakeAllStack::take_all`).
+        self.head.swap(ptr::null_mut(), seeded::take_order())
+    }
+
+    /// Whether the list was empty when looked at.
+    pub fn is_empty(&self) -> bool {
+        // Relaxed: no block is read through the pointer.
+        self.head.load(Ordering::Relaxed).is_null()
+    }
+}
+
+impl Default for IntrusiveTakeAll {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for IntrusiveTakeAll {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IntrusiveTakeAll")
+            .field("is_empty", &self.is_empty())
+            .finish()
+    }
+}
+
 /// The two orderings of the protocol. Outside loom they are constants.
 #[cfg(not(loom))]
 mod seeded {

@@ -19,7 +19,6 @@ fn small_heap<I: FreeIndex>() -> Heap<I> {
     Heap::with_config(HeapConfig {
         arena_bytes: ARENA,
         checked: false,
-        ..HeapConfig::new()
     })
 }
 
@@ -227,7 +226,6 @@ fn impossible_requests_return_null_and_the_heap_survives_os_failure() {
     let tiny: Heap = Heap::with_config(HeapConfig {
         arena_bytes: 1 << 20,
         checked: false,
-        ..HeapConfig::new()
     });
     assert!(tiny
         .alloc(Layout::from_size_align(2 << 20, 8).unwrap())
@@ -249,7 +247,6 @@ fn os_failure_at_every_mapping_point_returns_null_and_loses_nothing() {
         let heap: Heap = Heap::with_config(HeapConfig {
             arena_bytes: ARENA,
             checked,
-            ..HeapConfig::new()
         });
         let local = heap.local();
         // 16 KiB blocks: four to a span (three when checked), so a new span
@@ -390,7 +387,6 @@ fn commit_misuse(what: &str) {
     let heap: Heap = Heap::with_config(HeapConfig {
         arena_bytes: ARENA,
         checked: true,
-        ..HeapConfig::new()
     });
     let local = heap.local();
     let l = |n| Layout::from_size_align(n, 8).unwrap();
@@ -495,7 +491,6 @@ fn checked_mode_is_transparent_to_correct_use() {
     let heap: Heap = Heap::with_config(HeapConfig {
         arena_bytes: ARENA,
         checked: true,
-        ..HeapConfig::new()
     });
     assert!(heap.config().checked);
     let local = heap.local();
@@ -562,116 +557,116 @@ fn checked_mode_is_transparent_to_correct_use() {
     assert_eq!(st.in_use_bytes, 0, "{st:?}");
 }
 
-/// Blocks allocated by producer threads' caches and freed by a consumer's,
-/// with and without transfer caches: every block keeps its bytes, nothing is
-/// lost, and the scavenger (through `trim`) finds the blocks held in the
-/// transfer caches too.
+/// Blocks allocated by producer threads' heaps and freed by a consumer's:
+/// every free is a remote free back to the owning page. Every block keeps
+/// its bytes, nothing is lost, and once the producers are gone (their pages
+/// abandoned, with frees still arriving), `trim` takes every page back.
 #[test]
-fn cross_thread_frees_with_and_without_transfer_caches() {
+fn cross_thread_frees_go_back_to_the_owning_pages() {
     let n = if cfg!(miri) { 500 } else { 200_000 };
-    for transfer_cache in [0, 4] {
-        let heap: Heap = Heap::with_config(HeapConfig {
-            arena_bytes: ARENA,
-            transfer_cache,
-            ..HeapConfig::new()
-        });
-        assert_eq!(heap.config().transfer_cache, transfer_cache);
-        let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, usize, u8)>(1024);
-        std::thread::scope(|s| {
-            for t in 0..2u8 {
-                let tx = tx.clone();
-                let heap = &heap;
-                s.spawn(move || {
-                    let local = heap.local();
-                    for i in 0..n {
-                        let size = 8 + (i * 37 + t as usize * 11) % 1000;
-                        let p = local.alloc(Layout::from_size_align(size, 8).unwrap());
-                        assert!(!p.is_null());
-                        let seed = (i as u8) ^ t;
-                        fill(p, size, seed);
-                        tx.send((p as usize, size, seed)).unwrap();
-                    }
-                });
-            }
-            drop(tx);
-            let local = heap.local();
-            let mut freed = 0;
-            for (p, size, seed) in rx {
-                assert!(check(p as *const u8, size, seed), "bytes changed");
-                // SAFETY: a live block of this heap, sent by its owner.
-                unsafe { local.dealloc(p as *mut u8, Layout::from_size_align(size, 8).unwrap()) };
-                freed += 1;
-            }
-            assert_eq!(freed, 2 * n);
-        });
-        let st = heap.stats();
-        assert_eq!((st.in_use_bytes, st.requested_bytes, st.misuse), (0, 0, 0));
-        let free_before = st.small_free_bytes();
-        assert!(free_before > 0);
-        heap.trim();
-        let st = heap.stats();
-        assert!(st.spans_released > 0, "{transfer_cache}: {st:?}");
-        // Every block is free, so every span is released: none is missed in
-        // a transfer cache.
-        assert_eq!(st.small_free_bytes(), 0, "{transfer_cache}");
-    }
+    let heap: Heap = small_heap();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, usize, u8)>(1024);
+    std::thread::scope(|s| {
+        for t in 0..2u8 {
+            let tx = tx.clone();
+            let heap = &heap;
+            s.spawn(move || {
+                let local = heap.local();
+                for i in 0..n {
+                    let size = 8 + (i * 37 + t as usize * 11) % 1000;
+                    let p = local.alloc(Layout::from_size_align(size, 8).unwrap());
+                    assert!(!p.is_null());
+                    let seed = (i as u8) ^ t;
+                    fill(p, size, seed);
+                    tx.send((p as usize, size, seed)).unwrap();
+                }
+            });
+        }
+        drop(tx);
+        let local = heap.local();
+        let mut freed = 0;
+        for (p, size, seed) in rx {
+            assert!(check(p as *const u8, size, seed), "bytes changed");
+            // SAFETY: a live block of this heap, sent by its owner.
+            unsafe { local.dealloc(p as *mut u8, Layout::from_size_align(size, 8).unwrap()) };
+            freed += 1;
+        }
+        assert_eq!(freed, 2 * n);
+    });
+    let st = heap.stats();
+    assert_eq!((st.requested_bytes, st.misuse), (0, 0), "{st:?}");
+    // The producers' footprint stayed bounded: the consumer's frees went
+    // back to their pages, which the producers reused (at most 1024 blocks
+    // of under 1 KiB in flight per producer, plus what the page search
+    // leaves behind: well under 16 MiB).
+    assert!(st.mapped_bytes < 16 << 20, "{st:?}");
+    heap.trim();
+    let st = heap.stats();
+    assert_eq!(st.in_use_bytes, 0, "{st:?}");
+    assert!(st.spans_released > 0, "{st:?}");
+    // Every block is free, so every page went back: none is missed among
+    // the abandoned ones.
+    assert_eq!(st.small_free_bytes(), 0, "{st:?}");
+    assert_eq!(st.small.iter().map(|c| c.spans).sum::<usize>(), 0, "{st:?}");
 }
 
-/// Thread caches spill to shards of their own; a cache whose shard is
-/// empty takes another shard's batches before it carves a new span, so the
-/// sharding costs no memory: blocks freed through one cache are reused
-/// through another, by the same or another thread, and `trim` finds them in
-/// every shard.
+/// A thread heap dropped with blocks still in use abandons its pages;
+/// after those blocks are freed (cache-less, from other threads), another
+/// thread heap adopts the pages instead of taking new memory, and an empty
+/// page given back by one heap is reused by the next.
 #[test]
-fn blocks_spilled_to_one_shard_are_reused_through_another() {
+fn abandoned_pages_are_adopted_and_empty_pages_reused() {
     let heap: Heap = small_heap();
     let layout = Layout::from_size_align(64, 8).unwrap();
     let n = if cfg!(miri) { 300 } else { 20_000 };
-    let spans_after = |f: &dyn Fn()| {
-        f();
-        let st = heap.stats();
-        let c = st.small.iter().position(|c| c.size == 64).unwrap();
-        (st.small[c].spans, st.small[c].central_free_blocks)
-    };
-    // One cache allocates n blocks and frees them: they end in its shard.
-    let (spans, free) = spans_after(&|| {
-        let a = heap.local();
-        let ps: Vec<usize> = (0..n).map(|_| a.alloc(layout) as usize).collect();
-        for &p in &ps {
-            assert!(p != 0);
-            // SAFETY: allocated above with `layout`.
-            unsafe { a.dealloc(p as *mut u8, layout) };
+    let mapped = || heap.stats().mapped_bytes;
+    // One heap allocates n blocks and is dropped with all of them live.
+    let a = heap.local();
+    let ps: Vec<usize> = (0..n).map(|_| a.alloc(layout) as usize).collect();
+    assert!(ps.iter().all(|&p| p != 0));
+    drop(a);
+    let st = heap.stats();
+    let c = st.small.iter().position(|c| c.size == 64).unwrap();
+    assert_eq!(st.small[c].in_use_blocks, n, "{st:?}");
+    let before = mapped();
+    // Freed from two other threads without a thread heap.
+    std::thread::scope(|s| {
+        for half in ps.chunks(n / 2) {
+            let heap = &heap;
+            s.spawn(move || {
+                for &p in half {
+                    // SAFETY: allocated above with `layout`, freed once.
+                    unsafe { heap.dealloc(p as *mut u8, layout) };
+                }
+            });
         }
     });
-    assert!(
-        free >= n,
-        "the cache's drop hands every block back: {free} < {n}"
-    );
-    // Two other caches (other shards: caches take shards in turn), on two
-    // threads at once, allocate all of them again: no new span.
-    let (spans2, _) = spans_after(&|| {
-        std::thread::scope(|s| {
-            for _ in 0..2 {
-                s.spawn(|| {
-                    let b = heap.local();
-                    let ps: Vec<usize> = (0..n / 2).map(|_| b.alloc(layout) as usize).collect();
-                    for &p in &ps {
-                        assert!(p != 0);
-                        // SAFETY: as above.
-                        unsafe { b.dealloc(p as *mut u8, layout) };
-                    }
-                });
-            }
-        });
+    // Two heaps on two threads allocate as many again: no new memory.
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                let b = heap.local();
+                let ps: Vec<usize> = (0..n / 2).map(|_| b.alloc(layout) as usize).collect();
+                for &p in &ps {
+                    assert!(p != 0);
+                    // SAFETY: as above.
+                    unsafe { b.dealloc(p as *mut u8, layout) };
+                }
+            });
+        }
     });
     assert_eq!(
-        spans2, spans,
-        "a cache carved new spans while others' shards held free blocks"
+        mapped(),
+        before,
+        "new memory while abandoned pages had room"
     );
+    let st = heap.stats();
+    assert_eq!(st.in_use_bytes, 0, "{st:?}");
+    assert!(st.empty_page_bytes > 0, "{st:?}");
     heap.trim();
     let st = heap.stats();
-    assert_eq!(st.in_use_bytes, 0);
-    assert_eq!(st.small_free_bytes(), 0, "trim missed a shard: {st:?}");
+    assert_eq!(st.small_free_bytes(), 0, "trim missed a page: {st:?}");
+    assert_eq!(st.empty_page_bytes, 0, "{st:?}");
 }
 
 #[derive(Clone, Debug)]
@@ -701,7 +696,6 @@ fn run_ops<I: FreeIndex>(ops: &[Op], use_local: bool, checked: bool) -> Result<(
     let heap: Heap<I> = Heap::with_config(HeapConfig {
         arena_bytes: ARENA,
         checked,
-        ..HeapConfig::new()
     });
     let local = heap.local();
     let alloc = |l: Layout| {

@@ -21,7 +21,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
-use vvmalloc::heap::{BTreeIndex, HeapConfig, ListIndex, SkipIndex};
+use vvmalloc::heap::{BTreeIndex, ListIndex, SkipIndex};
 use vvmalloc::reclaim::Hazard;
 use vvmalloc::trace::replay::{Global, ReplayAlloc, ThreadAlloc};
 use vvmalloc::{Heap, VvMalloc};
@@ -43,8 +43,7 @@ pub const ALLOCATORS: [&str; 10] = [
 /// The allocator named `name`: `vvmalloc` is the `VvMalloc` global
 /// allocator's process heap; the `vv-<index>-<scheme>` ones are `Heap`
 /// instances with each free index and reclamation scheme, used through a
-/// `LocalHeap` per thread; `vv-heap+tc` is a `Heap` with the transfer cache;
-/// the others are the peers' `GlobalAlloc`s.
+/// `LocalHeap` per thread; the others are the peers' `GlobalAlloc`s.
 pub fn allocator(name: &str) -> Option<Box<dyn ReplayAlloc>> {
     Some(match name {
         "vvmalloc" => Box::new(Global::new("vvmalloc", VvMalloc::new())),
@@ -55,10 +54,6 @@ pub fn allocator(name: &str) -> Option<Box<dyn ReplayAlloc>> {
         "vv-list-epoch" => Box::new(Heap::<ListIndex>::with_config(Default::default())),
         "vv-list-hazard" => Box::new(Heap::<ListIndex<Hazard>>::with_config(Default::default())),
         "vv-btree" => Box::new(Heap::<BTreeIndex>::with_config(Default::default())),
-        "vv-heap+tc" => Box::new(Heap::<SkipIndex>::with_config(HeapConfig {
-            transfer_cache: 16,
-            ..HeapConfig::new()
-        })),
         "glibc" => Box::new(Global::new("glibc", System)),
         "jemalloc" => Box::new(Global::new("jemalloc", tikv_jemallocator::Jemalloc)),
         "mimalloc" => Box::new(Global::new("mimalloc", mimalloc::MiMalloc)),

@@ -7,9 +7,12 @@ use core::ptr::{self, NonNull};
 
 use super::class::{self, blocks_per_span, CLASSES, CLASS_SIZES, SPAN};
 use super::index::{FreeIndex, SkipIndex};
-use super::local::{Bins, LocalHeap};
+use super::local::LocalHeap;
 use super::os::{self, PAGE};
+use super::page::{SpanMeta, KIND_LARGE, KIND_META};
+use super::pool::ClassPages;
 use super::stats::{ClassStats, Stats};
+use super::thread_heap::ThreadHeap;
 use crate::intrusive::{IntrusiveStack, Link};
 use crate::sync::plain::{AtomicBool, AtomicIsize, AtomicPtr, AtomicU32, AtomicU8, AtomicUsize};
 use crate::sync::{Ordering, UnsafeCell};
@@ -41,14 +44,6 @@ const LARGE_CACHE_BYTES: usize = 32 << 20;
 const HUGE_CACHE_SLOTS: usize = 4;
 /// ... and this many bytes in all.
 const HUGE_CACHE_BYTES: usize = 128 << 20;
-/// A class's central heap is scavenged only above this many free bytes.
-const SCAVENGE_MIN: usize = 32 << 20;
-
-const KIND_FREE: u32 = 0;
-const KIND_LARGE: u32 = 0x100;
-const KIND_META: u32 = 0x200;
-/// The scavenger's mark for a span it is releasing.
-const RELEASING: u32 = u32::MAX;
 
 /// How a [`Heap`] is set up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,15 +94,6 @@ pub struct HeapConfig {
     /// }
     /// ```
     pub checked: bool,
-    /// Batches each size class keeps in a bounded transfer cache
-    /// (`crossbeam_queue::ArrayQueue`) in front of its Treiber stack of
-    /// batches, as tcmalloc does; 0 (the default) for none. An experiment,
-    /// measured in the [module documentation](super#transfer-caches-an-experiment):
-    /// faster producer/consumer exchanges, no change elsewhere. Needs the
-    /// global allocator to create the queues, so only
-    /// [`Heap::with_config`] honours it (the process heap of
-    /// [`VvMalloc`](crate::VvMalloc) has none), and not under `cfg(loom)`.
-    pub transfer_cache: usize,
 }
 
 impl HeapConfig {
@@ -116,7 +102,6 @@ impl HeapConfig {
         Self {
             arena_bytes: 64 << 30,
             checked: false,
-            transfer_cache: 0,
         }
     }
 }
@@ -125,23 +110,6 @@ impl Default for HeapConfig {
     fn default() -> Self {
         Self::new()
     }
-}
-
-/// A span's record in the side table in front of the arena. Never freed
-/// while the heap lives: type-stable memory for the free-span stack.
-#[repr(C)]
-struct SpanMeta {
-    /// The free-span stack's link (first field: the stack hands out
-    /// `*mut Link`s that are `*mut SpanMeta`s).
-    link: Link,
-    /// `KIND_FREE`, `1 + class` for a small span, `KIND_LARGE`, `KIND_META`.
-    /// Written by the thread that takes the span, before any block of it is
-    /// handed out; read by `dealloc` of such a block, ordered by the block's
-    /// hand-off.
-    kind: AtomicU32,
-    /// The scavenger's per-span count of free blocks (only touched under the
-    /// scavenger flag).
-    count: AtomicU32,
 }
 
 /// A batch of free blocks of one class, linked through their first words.
@@ -402,126 +370,6 @@ const FORK_WAIT_MS: usize = 100;
 /// operations hold runs, before it maps a new region.
 const LARGE_RETRIES: usize = 64;
 
-/// The next block of a free chain, stored in the block's first word.
-///
-/// # Safety
-///
-/// `p` is a free block owned by the caller.
-#[inline(always)]
-unsafe fn next_of(p: *mut u8) -> *mut u8 {
-    // SAFETY: free blocks are at least 16 bytes and 16-aligned, owned by the
-    // caller (contract).
-    unsafe { p.cast::<*mut u8>().read() }
-}
-
-/// # Safety
-///
-/// As for [`next_of`].
-#[inline(always)]
-unsafe fn set_next(p: *mut u8, next: *mut u8) {
-    // SAFETY: as in `next_of`.
-    unsafe { p.cast::<*mut u8>().write(next) }
-}
-
-/// Shards of each class's central heap. A thread cache spills to and
-/// refills from its own shard first (caches take shards in turn), and takes
-/// from the others only when its own is empty, before carving a new span.
-/// With one shard, batches spilled by one thread were the next refill of
-/// another: on a workload that allocates and frees many blocks per thread
-/// (Hoard's threadtest) every block then moved between cores, and two
-/// threads did a quarter of the work of one.
-const SHARDS: usize = if cfg!(loom) { 2 } else { 8 };
-
-/// One shard of a central heap, on cache lines of its own.
-#[repr(align(128))]
-struct Shard(IntrusiveStack);
-
-/// One size class's central heap and counters, on cache lines of its own
-/// (threads working on different classes do not share a line).
-#[repr(align(128))]
-struct ClassState {
-    /// Batches of free blocks, in shards.
-    central: [Shard; SHARDS],
-    /// Free blocks in `central`.
-    blocks: AtomicUsize,
-    /// Bytes the scavenger kept after its last run.
-    kept: AtomicUsize,
-    /// Blocks handed out and not freed (caches report in batches).
-    in_use: AtomicIsize,
-    /// Spans the class holds.
-    spans: AtomicUsize,
-    /// Bytes requested through the thread caches, minus bytes freed there.
-    requested: AtomicIsize,
-    /// The class's fresh span being carved: the address of its first
-    /// block never handed out (0: none). Refills carve a batch at a time, so
-    /// a class that needs a few blocks touches a few pages, not 64 KiB.
-    fresh: AtomicUsize,
-}
-
-impl ClassState {
-    #[cfg(not(loom))]
-    const fn new() -> Self {
-        Self {
-            central: [const { Shard(IntrusiveStack::new()) }; SHARDS],
-            blocks: AtomicUsize::new(0),
-            kept: AtomicUsize::new(0),
-            in_use: AtomicIsize::new(0),
-            spans: AtomicUsize::new(0),
-            requested: AtomicIsize::new(0),
-            fresh: AtomicUsize::new(0),
-        }
-    }
-
-    #[cfg(loom)]
-    fn new() -> Self {
-        Self {
-            central: core::array::from_fn(|_| Shard(IntrusiveStack::new())),
-            blocks: AtomicUsize::new(0),
-            kept: AtomicUsize::new(0),
-            in_use: AtomicIsize::new(0),
-            spans: AtomicUsize::new(0),
-            requested: AtomicIsize::new(0),
-            fresh: AtomicUsize::new(0),
-        }
-    }
-}
-
-/// Spare batch descriptors a thread cache keeps, so that its exchanges with
-/// the central heaps do not all go through the shared descriptor pool.
-pub(crate) struct Spares {
-    head: *mut Link,
-    len: usize,
-    /// The cache's shard of the central heaps (`usize::MAX`: not chosen
-    /// yet; chosen on the cache's first exchange with a central heap).
-    shard: usize,
-}
-
-/// A thread cache keeps at most this many spare descriptors.
-const SPARES_MAX: usize = 8;
-
-impl Spares {
-    pub(crate) const fn new() -> Self {
-        Self {
-            head: ptr::null_mut(),
-            len: 0,
-            shard: usize::MAX,
-        }
-    }
-}
-
-/// A chain of free blocks in a transfer cache: `(head, count)`.
-#[cfg(not(loom))]
-struct Chain(*mut u8, usize);
-
-// SAFETY: a chain of free blocks is owned by whoever holds the `Chain`; the
-// queue hands it from one thread to the next with its blocks.
-#[cfg(not(loom))]
-unsafe impl Send for Chain {}
-
-/// The transfer caches, one per class (see `HeapConfig::transfer_cache`).
-#[cfg(not(loom))]
-type Transfer = Option<Box<[crossbeam_queue::ArrayQueue<Chain>]>>;
-
 /// Freed large blocks of one size, kept for reuse: a stack of batch
 /// descriptors (type-stable, so the stack's reads of a popped node's link
 /// never touch a block a program may be writing), each holding one block.
@@ -564,11 +412,17 @@ pub(crate) struct Core {
     /// until it reserves its arena and reads `VVMALLOC_CHECKED` (see the
     /// `checked` module).
     checked: AtomicU8,
-    classes: [ClassState; CLASSES],
+    /// Each class's shared pages and counters.
+    pub(crate) pages: [ClassPages; CLASSES],
+    /// Empty pages, still resident: reused first, by any class, and given
+    /// back to the OS by `purge_pages`.
+    pub(crate) dirty: IntrusiveStack,
+    /// Bytes in `dirty`.
+    pub(crate) dirty_bytes: AtomicUsize,
     /// Free batch descriptors.
     batches: IntrusiveStack,
-    /// Released spans, ready for any class.
-    free_spans: IntrusiveStack,
+    /// Spans given back to the OS, ready for any use.
+    pub(crate) free_spans: IntrusiveStack,
     /// Freed large blocks by page count (index `pages - 1`): a program that
     /// frees and allocates blocks of one size over and over (zlib's 32 and
     /// 64 KiB windows, say) reuses them with two stack operations instead
@@ -576,9 +430,9 @@ pub(crate) struct Core {
     large_cache: [LargeCache; LARGE_CACHE_PAGES],
     /// Bytes in `large_cache`.
     large_cached: AtomicUsize,
-    scavenging: AtomicBool,
-    /// The shard the next thread cache takes.
-    next_shard: AtomicUsize,
+    /// Held by a purge of the pool of empty pages or of the large heap's
+    /// free runs (and by a fork in progress): one at a time.
+    pub(crate) scavenging: AtomicBool,
     pub(crate) requested: AtomicIsize,
     large_in_use: AtomicUsize,
     large_free: AtomicUsize,
@@ -587,7 +441,7 @@ pub(crate) struct Core {
     /// moment (claimed to split, coalesce or purge, not yet returned).
     large_in_flight: AtomicUsize,
     last_purge_ms: AtomicUsize,
-    last_scavenge_ms: AtomicUsize,
+    pub(crate) last_scavenge_ms: AtomicUsize,
     /// Set by `Heap::prepare_fork` while a `fork` is under way: new large
     /// operations wait (see `InFlight`).
     forking: AtomicBool,
@@ -604,11 +458,9 @@ pub(crate) struct Core {
     huge_cached: AtomicUsize,
     huge_blocks: AtomicUsize,
     huge_bytes: AtomicUsize,
-    spans_released: AtomicUsize,
+    pub(crate) spans_released: AtomicUsize,
     misuse: AtomicUsize,
     inject_failures: AtomicUsize,
-    #[cfg(not(loom))]
-    transfer: Transfer,
 }
 
 /// A heap instance: its own arena, central heaps and free index, independent
@@ -662,13 +514,14 @@ macro_rules! core_new {
             .next_multiple_of(SPAN),
             bump: AtomicUsize::new(0),
             checked: AtomicU8::new(if config.checked { CHECK_ON } else { CHECK_OFF }),
-            classes: $central,
+            pages: $central,
+            dirty: $stack,
+            dirty_bytes: AtomicUsize::new(0),
             batches: $stack,
             free_spans: $stack,
             large_cache: $cache,
             large_cached: AtomicUsize::new(0),
             scavenging: AtomicBool::new(false),
-            next_shard: AtomicUsize::new(0),
             requested: AtomicIsize::new(0),
             large_in_use: AtomicUsize::new(0),
             large_free: AtomicUsize::new(0),
@@ -687,8 +540,6 @@ macro_rules! core_new {
             spans_released: AtomicUsize::new(0),
             misuse: AtomicUsize::new(0),
             inject_failures: AtomicUsize::new(0),
-            #[cfg(not(loom))]
-            transfer: None,
         }
     }};
 }
@@ -698,7 +549,7 @@ impl Core {
     const fn new(config: HeapConfig) -> Self {
         core_new!(
             config,
-            [const { ClassState::new() }; CLASSES],
+            [const { ClassPages::new() }; CLASSES],
             IntrusiveStack::new(),
             [const { LargeCache::new() }; LARGE_CACHE_PAGES]
         )
@@ -708,7 +559,7 @@ impl Core {
     fn new(config: HeapConfig) -> Self {
         core_new!(
             config,
-            core::array::from_fn(|_| ClassState::new()),
+            core::array::from_fn(|_| ClassPages::new()),
             IntrusiveStack::new(),
             core::array::from_fn(|_| LargeCache::new())
         )
@@ -732,7 +583,7 @@ impl Core {
 
     /// The arena's data start, reserving the arena on first use.
     #[inline]
-    fn arena(&self) -> Option<*mut u8> {
+    pub(crate) fn arena(&self) -> Option<*mut u8> {
         // Acquire: pairs with the AcqRel CAS in `reserve_arena` that
         // published the arena (and its initialised side table).
         let d = self.data.load(Ordering::Acquire);
@@ -791,13 +642,7 @@ impl Core {
         for i in 0..self.arena_bytes / SPAN {
             // SAFETY: the table is committed and ours; loom's atomics must be
             // constructed (zeroed memory is not a valid loom atomic).
-            unsafe {
-                start.cast::<SpanMeta>().add(i).write(SpanMeta {
-                    link: Link::new(),
-                    kind: AtomicU32::new(KIND_FREE),
-                    count: AtomicU32::new(0),
-                })
-            };
+            unsafe { start.cast::<SpanMeta>().add(i).write(SpanMeta::new()) };
         }
         let data = start.wrapping_add(table);
         // AcqRel: Release publishes the zeroed (or constructed) side table
@@ -823,6 +668,13 @@ impl Core {
         }
     }
 
+    /// The arena's data start, if it is reserved.
+    pub(crate) fn reserved(&self) -> Option<*mut u8> {
+        // Acquire: as in `arena`.
+        let d = self.data.load(Ordering::Acquire);
+        (!d.is_null()).then_some(d)
+    }
+
     /// The arena data start if `p` lies in the arena.
     #[inline]
     fn arena_of(&self, p: *mut u8) -> Option<*mut u8> {
@@ -833,7 +685,7 @@ impl Core {
     }
 
     #[inline]
-    fn meta(&self, data: *mut u8, unit: usize) -> &SpanMeta {
+    pub(crate) fn meta(&self, data: *mut u8, unit: usize) -> &SpanMeta {
         debug_assert!(unit < self.arena_bytes / SPAN);
         // SAFETY: the side table has one initialised record per unit, in
         // front of `data`, and lives as long as `self`.
@@ -846,11 +698,11 @@ impl Core {
     }
 
     #[inline]
-    fn unit_of(data: *mut u8, p: *mut u8) -> usize {
+    pub(crate) fn unit_of(data: *mut u8, p: *mut u8) -> usize {
         (p as usize - data as usize) / SPAN
     }
 
-    fn unit_of_meta(&self, data: *mut u8, m: *const SpanMeta) -> usize {
+    pub(crate) fn unit_of_meta(&self, data: *mut u8, m: *const SpanMeta) -> usize {
         let table = data.wrapping_sub(self.table_bytes()) as usize;
         (m as usize - table) / size_of::<SpanMeta>()
     }
@@ -908,9 +760,10 @@ impl Core {
         Some(p)
     }
 
-    /// A span for `kind`: a released one if any, else fresh arena.
-    fn new_span(&self, data: *mut u8, kind: u32) -> Option<*mut u8> {
-        let m = match self.free_spans.pop() {
+    /// A span for `kind`: an empty page still resident if any, else one
+    /// given back to the OS, else fresh arena.
+    pub(crate) fn new_span(&self, data: *mut u8, kind: u32) -> Option<*mut u8> {
+        let m = match self.take_dirty().or_else(|| self.free_spans.pop()) {
             Some(l) => l.cast::<SpanMeta>().as_ptr().cast_const(),
             None => {
                 let p = self.bump(data, SPAN)?;
@@ -963,7 +816,7 @@ impl Core {
             undo(true);
             return false;
         }
-        let Some(b) = self.arena().and_then(|data| self.batch_take(data, None)) else {
+        let Some(b) = self.arena().and_then(|data| self.batch_get(data)) else {
             undo(true);
             return false;
         };
@@ -1013,282 +866,15 @@ impl Core {
         NonNull::new(at(0))
     }
 
-    fn batch_take(&self, data: *mut u8, spares: Option<&mut Spares>) -> Option<NonNull<Batch>> {
-        if let Some(s) = spares {
-            if let Some(l) = NonNull::new(s.head) {
-                // SAFETY: the spares are owned by their cache.
-                s.head = unsafe { l.as_ref() }.next();
-                s.len -= 1;
-                return Some(l.cast());
-            }
-        }
-        self.batch_get(data)
-    }
-
-    fn batch_give(&self, b: NonNull<Batch>, spares: Option<&mut Spares>) {
-        match spares {
-            Some(s) if s.len < SPARES_MAX => {
-                // SAFETY: the caller owns `b`.
-                unsafe { b.as_ref() }.link.set_next(s.head);
-                s.head = b.cast().as_ptr();
-                s.len += 1;
-            }
-            _ => self.batch_put(b),
-        }
-    }
-
-    /// Gives a cache's spare descriptors back to the shared pool.
-    pub(crate) fn return_spares(&self, s: &mut Spares) {
-        while let Some(l) = NonNull::new(s.head) {
-            // SAFETY: the spares are owned by their cache.
-            s.head = unsafe { l.as_ref() }.next();
-            self.batch_put(l.cast());
-        }
-        s.len = 0;
-    }
-
     fn batch_put(&self, b: NonNull<Batch>) {
         // SAFETY: the caller owns `b`; batch records are type-stable.
         unsafe { self.batches.push(b.cast()) };
     }
 
-    /// Hands a chain of `count` free blocks of class `c` to the central
-    /// heap; `false` if no batch descriptor could be had (out of memory).
-    pub(crate) fn central_push(&self, c: usize, head: *mut u8, count: usize) -> bool {
-        self.central_push_with(c, head, count, None)
-    }
-
-    /// [`central_push`](Self::central_push) taking the descriptor from a
-    /// cache's spares first.
-    pub(crate) fn central_push_with(
-        &self,
-        c: usize,
-        head: *mut u8,
-        count: usize,
-        spares: Option<&mut Spares>,
-    ) -> bool {
-        #[cfg(not(loom))]
-        if let Some(t) = &self.transfer {
-            if t[c].push(Chain(head, count)).is_ok() {
-                // Relaxed: as below.
-                self.classes[c].blocks.fetch_add(count, Ordering::Relaxed);
-                self.maybe_scavenge(c);
-                return true;
-            }
-        }
-        let Some(data) = self.arena() else {
-            return false;
-        };
-        let mut spares = spares;
-        let shard = self.shard(spares.as_deref_mut());
-        let Some(b) = self.batch_take(data, spares) else {
-            return false;
-        };
-        // SAFETY: we own the batch until the push below publishes it.
-        unsafe {
-            b.as_ref().head.with_mut(|p| *p = head);
-            b.as_ref().count.with_mut(|p| *p = count);
-        }
-        // Relaxed: a statistic and the scavenger's trigger, no ordering.
-        self.classes[c].blocks.fetch_add(count, Ordering::Relaxed);
-        // SAFETY: we own the batch; batch records are type-stable.
-        unsafe { self.classes[c].central[shard].0.push(b.cast()) };
-        self.maybe_scavenge(c);
-        true
-    }
-
-    /// The central-heap shard of the cache owning `spares` (chosen in turn
-    /// on its first use); shard 0 for the cache-less path.
-    fn shard(&self, spares: Option<&mut Spares>) -> usize {
-        match spares {
-            None => 0,
-            Some(s) => {
-                if s.shard == usize::MAX {
-                    // Relaxed: a round-robin choice; any value is correct.
-                    s.shard = self.next_shard.fetch_add(1, Ordering::Relaxed) % SHARDS;
-                }
-                s.shard
-            }
-        }
-    }
-
-    /// Takes a batch of class `c` from the central heap: `(head, count)`,
-    /// from the cache's own shard first.
-    fn central_pop(&self, c: usize, spares: Option<&mut Spares>) -> Option<(*mut u8, usize)> {
-        #[cfg(not(loom))]
-        if let Some(Chain(head, count)) = self.transfer.as_ref().and_then(|t| t[c].pop()) {
-            // Relaxed: as below.
-            self.classes[c].blocks.fetch_sub(count, Ordering::Relaxed);
-            return Some((head, count));
-        }
-        let mut spares = spares;
-        let shard = self.shard(spares.as_deref_mut());
-        let central = &self.classes[c].central;
-        let b = (0..SHARDS)
-            .find_map(|k| central[(shard + k) % SHARDS].0.pop())?
-            .cast::<Batch>();
-        // SAFETY: popping made the batch ours; its fields were written before
-        // the Release CAS of its push, which our pop acquired.
-        let (head, count) =
-            unsafe { (b.as_ref().head.with(|p| *p), b.as_ref().count.with(|p| *p)) };
-        self.batch_give(b, spares);
-        // Relaxed: as in `central_push`.
-        self.classes[c].blocks.fetch_sub(count, Ordering::Relaxed);
-        Some((head, count))
-    }
-
-    /// A chain of free blocks of class `c` for a cache: from the central
-    /// heap, else a new span.
-    pub(crate) fn refill(&self, c: usize, spares: Option<&mut Spares>) -> Option<(*mut u8, usize)> {
-        if let Some(got) = self.central_pop(c, spares) {
-            return Some(got);
-        }
-        let size = CLASS_SIZES[c] as usize;
-        let n = blocks_per_span(c);
-        let want = class::batch(c).min(n);
-        let fresh = &self.classes[c].fresh;
-        // Acquire: pairs with the Release CAS that installed the span (its
-        // kind, written before, is then visible to a free of its blocks).
-        let mut cur = fresh.load(Ordering::Acquire);
-        while cur != 0 {
-            let end = (cur & !(SPAN - 1)) + n * size;
-            let take = want.min((end - cur) / size);
-            let next = if cur + take * size >= end {
-                0
-            } else {
-                cur + take * size
-            };
-            // Acquire: as above (an RMW continues the installer's release
-            // sequence). The value alone says which blocks are uncarved, so
-            // an ABA (the span used up, released and carved again to the
-            // same point) still carves uncarved blocks.
-            match fresh.compare_exchange_weak(cur, next, Ordering::Acquire, Ordering::Acquire) {
-                // SAFETY: `[cur, cur + take * size)` was uncarved and is now
-                // ours.
-                Ok(_) => return Some(unsafe { Self::link(cur as *mut u8, size, take) }),
-                Err(now) => cur = now,
-            }
-        }
-        let data = self.arena()?;
-        let span = self.new_span(data, 1 + c as u32)?;
-        // Relaxed: a statistic.
-        self.classes[c].spans.fetch_add(1, Ordering::Relaxed);
-        // Release: publishes the span's kind to the carvers' Acquire; a
-        // lost race (another thread installed a span meanwhile) keeps the
-        // whole span for this refill.
-        let take = if want == n
-            || fresh
-                .compare_exchange(
-                    0,
-                    span as usize + want * size,
-                    Ordering::Release,
-                    Ordering::Relaxed,
-                )
-                .is_err()
-        {
-            n
-        } else {
-            want
-        };
-        // SAFETY: the span is ours, apart from what was just installed for
-        // carving (beyond `take` blocks).
-        Some(unsafe { Self::link(span, size, take) })
-    }
-
-    /// Links `n` blocks of `size` bytes from `start` into a chain.
-    ///
-    /// # Safety
-    ///
-    /// The blocks are free and owned by the caller.
-    unsafe fn link(start: *mut u8, size: usize, n: usize) -> (*mut u8, usize) {
-        for i in 0..n {
-            let p = start.wrapping_add(i * size);
-            let next = if i + 1 < n {
-                start.wrapping_add((i + 1) * size)
-            } else {
-                ptr::null_mut()
-            };
-            // SAFETY: the caller owns the blocks.
-            unsafe { set_next(p, next) };
-        }
-        (start, n)
-    }
-
-    /// Hands the first `n` blocks of the chain at `head` to the central heap
-    /// in batches of the class's size; returns what could not be handed over
-    /// (null when all was).
-    fn push_blocks(&self, c: usize, mut head: *mut u8, mut n: usize) -> *mut u8 {
-        let per = class::batch(c);
-        while n > 0 && !head.is_null() {
-            let take = per.min(n);
-            let mut last = head;
-            for _ in 1..take {
-                // SAFETY: the chain is ours.
-                last = unsafe { next_of(last) };
-            }
-            // SAFETY: as above.
-            let rest = unsafe { next_of(last) };
-            // SAFETY: as above.
-            unsafe { set_next(last, ptr::null_mut()) };
-            if !self.central_push(c, head, take) {
-                // SAFETY: as above: re-attach and give the rest back.
-                unsafe { set_next(last, rest) };
-                return head;
-            }
-            head = rest;
-            n -= take;
-        }
-        head
-    }
-
-    /// The cache-less small allocation.
-    fn alloc_small_shared(&self, c: usize) -> *mut u8 {
-        let Some((head, n)) = self.refill(c, None) else {
-            return ptr::null_mut();
-        };
-        // SAFETY: the chain is ours.
-        let rest = unsafe { next_of(head) };
-        if n > 1 && !self.push_blocks(c, rest, n - 1).is_null() {
-            // Out of batch descriptors: the rest of the chain is lost to
-            // this heap (counted as in use). Only when memory is exhausted.
-            // Relaxed: a statistic.
-            self.classes[c]
-                .in_use
-                .fetch_add(n as isize - 1, Ordering::Relaxed);
-        }
-        // Relaxed: a statistic.
-        self.classes[c].in_use.fetch_add(1, Ordering::Relaxed);
-        head
-    }
-
-    /// The cache-less small free.
-    fn dealloc_small_shared(&self, c: usize, p: *mut u8) {
-        // SAFETY: the block is being freed, so it is ours.
-        unsafe { set_next(p, ptr::null_mut()) };
-        if self.central_push(c, p, 1) {
-            // Relaxed: a statistic.
-            self.classes[c].in_use.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Adds a cache's net allocation counts to the statistics.
-    pub(crate) fn flush_counts(&self, c: usize, net: isize, requested: isize) {
-        if net != 0 {
-            // Relaxed: a statistic.
-            self.classes[c].in_use.fetch_add(net, Ordering::Relaxed);
-        }
-        if requested != 0 {
-            // Relaxed: a statistic.
-            self.classes[c]
-                .requested
-                .fetch_add(requested, Ordering::Relaxed);
-        }
-    }
-
     /// `true` at most once per `DECAY_MS` for the clock `last` (a
     /// millisecond timestamp): the purges that give memory back run only
     /// when their trigger has held for a while, not every time it holds.
-    fn rate_limit(&self, last: &AtomicUsize) -> bool {
+    pub(crate) fn rate_limit(&self, last: &AtomicUsize) -> bool {
         let now = now_ms();
         // Relaxed: a heuristic; two threads passing at once is harmless
         // (the scavenger flag serialises the work).
@@ -1296,165 +882,6 @@ impl Core {
         now.wrapping_sub(prev) >= DECAY_MS
             // Relaxed: as above.
             && last.compare_exchange(prev, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
-    }
-
-    fn maybe_scavenge(&self, c: usize) {
-        let size = CLASS_SIZES[c] as usize;
-        // Relaxed: a heuristic trigger.
-        let free = self.classes[c].blocks.load(Ordering::Relaxed) * size;
-        // Relaxed: as above.
-        let kept = self.classes[c].kept.load(Ordering::Relaxed);
-        if free > SCAVENGE_MIN && free > 2 * kept && self.rate_limit(&self.last_scavenge_ms) {
-            self.scavenge(c);
-        }
-    }
-
-    /// Releases the spans of class `c` whose blocks are all in the central
-    /// heap. Returns the bytes released. Skips (returns 0) when another
-    /// scavenger is running.
-    fn scavenge(&self, c: usize) -> usize {
-        // Acquire: pairs with the Release store that ended the previous
-        // scavenge, so its span counters are seen reset.
-        if self
-            .scavenging
-            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            return 0;
-        }
-        // The span being carved holds blocks that are in no list, so it
-        // could never be released: its uncarved rest goes to the central
-        // heap first (the next refill starts a new span).
-        // Acquire: as in `refill`.
-        let cur = self.classes[c].fresh.swap(0, Ordering::Acquire);
-        if cur != 0 {
-            let size = CLASS_SIZES[c] as usize;
-            let end = (cur & !(SPAN - 1)) + blocks_per_span(c) * size;
-            // SAFETY: the uncarved rest of the span became ours with the swap.
-            let (head, n) = unsafe { Self::link(cur as *mut u8, size, (end - cur) / size) };
-            // What cannot be listed (no memory for batch descriptors) stays
-            // unlisted: leaked, never handed out twice.
-            let _unlisted = self.push_blocks(c, head, n);
-        }
-        let released = self.scavenge_locked(c);
-        // Release: pairs with the Acquire CAS above.
-        self.scavenging.store(false, Ordering::Release);
-        released
-    }
-
-    fn scavenge_locked(&self, c: usize) -> usize {
-        let Some(data) = self.arena() else { return 0 };
-        let size = CLASS_SIZES[c] as usize;
-        let bps = blocks_per_span(c) as u32;
-        let count = |p: *mut u8| &self.meta(data, Core::unit_of(data, p)).count;
-        // Pass 1: one chain of every block, counting the free blocks of each
-        // span; the descriptors go back to the pool.
-        let mut all: *mut u8 = ptr::null_mut();
-        let mut total = 0usize;
-        let mut absorb = |mut p: *mut u8, n: usize| {
-            for _ in 0..n {
-                // SAFETY: the blocks of a taken batch are ours.
-                let next = unsafe { next_of(p) };
-                // Relaxed: only touched under the scavenger flag.
-                count(p).fetch_add(1, Ordering::Relaxed);
-                // SAFETY: as above.
-                unsafe { set_next(p, all) };
-                all = p;
-                p = next;
-                total += 1;
-            }
-        };
-        #[cfg(not(loom))]
-        if let Some(t) = &self.transfer {
-            while let Some(Chain(head, n)) = t[c].pop() {
-                absorb(head, n);
-            }
-        }
-        for shard in &self.classes[c].central {
-            let mut b = shard.0.take_all().map_or(ptr::null_mut(), NonNull::as_ptr);
-            while let Some(bb) = NonNull::new(b) {
-                // SAFETY: `take_all` made every batch of the chain ours.
-                b = unsafe { bb.as_ref() }.next();
-                let batch = bb.cast::<Batch>();
-                // SAFETY: as above.
-                let (p, n) = unsafe {
-                    (
-                        batch.as_ref().head.with(|p| *p),
-                        batch.as_ref().count.with(|p| *p),
-                    )
-                };
-                self.batch_put(batch);
-                absorb(p, n);
-            }
-        }
-        if total == 0 {
-            return 0;
-        }
-        // Relaxed: a statistic and trigger.
-        self.classes[c].blocks.fetch_sub(total, Ordering::Relaxed);
-        // Pass 2: split into kept blocks and fully free spans.
-        let mut kept: *mut u8 = ptr::null_mut();
-        let mut kept_n = 0usize;
-        let mut release: *mut Link = ptr::null_mut();
-        let mut p = all;
-        while !p.is_null() {
-            // SAFETY: ours, as above.
-            let next = unsafe { next_of(p) };
-            let unit = Core::unit_of(data, p);
-            let m = self.meta(data, unit);
-            // Relaxed: under the scavenger flag.
-            match m.count.load(Ordering::Relaxed) {
-                n if n == bps => {
-                    // Relaxed: as above.
-                    m.count.store(RELEASING, Ordering::Relaxed);
-                    m.link.set_next(release);
-                    release = ptr::addr_of!(m.link).cast_mut();
-                }
-                RELEASING => {}
-                _ => {
-                    // SAFETY: ours.
-                    unsafe { set_next(p, kept) };
-                    kept = p;
-                    kept_n += 1;
-                }
-            }
-            p = next;
-        }
-        // Pass 3: reset the counters of the spans kept.
-        let mut p = kept;
-        while !p.is_null() {
-            // Relaxed: under the scavenger flag.
-            count(p).store(0, Ordering::Relaxed);
-            // SAFETY: ours.
-            p = unsafe { next_of(p) };
-        }
-        // Release the free spans; they go to the free-span stack only after
-        // `madvise`, so no new owner sees its data zeroed under it.
-        let mut released = 0;
-        while let Some(l) = NonNull::new(release) {
-            // SAFETY: the records on this local chain are ours.
-            let m = unsafe { l.cast::<SpanMeta>().as_ref() };
-            release = m.link.next();
-            let span = data.wrapping_add(self.unit_of_meta(data, m) * SPAN);
-            // SAFETY: every block of the span is free and held by us.
-            unsafe { os::release(span, SPAN) };
-            // Relaxed: under the scavenger flag.
-            m.count.store(0, Ordering::Relaxed);
-            // Relaxed: the span is not in use by anyone.
-            m.kind.store(KIND_FREE, Ordering::Relaxed);
-            // SAFETY: the record is ours; side-table records are type-stable.
-            unsafe { self.free_spans.push(l) };
-            released += SPAN;
-            // Relaxed: statistics.
-            self.classes[c].spans.fetch_sub(1, Ordering::Relaxed);
-            // Relaxed: as above.
-            self.spans_released.fetch_add(1, Ordering::Relaxed);
-        }
-        let lost = self.push_blocks(c, kept, kept_n);
-        debug_assert!(lost.is_null(), "descriptors were just returned to the pool");
-        // Relaxed: the trigger's hysteresis.
-        self.classes[c].kept.store(kept_n * size, Ordering::Relaxed);
-        released
     }
 
     /// The class of the small block at `p` in the span `unit` of kind
@@ -1754,18 +1181,8 @@ impl<I: FreeIndex> Heap<I> {
     /// assert_eq!(heap.config().arena_bytes, 1 << 30);
     /// ```
     pub fn with_config(config: HeapConfig) -> Self {
-        #[allow(unused_mut)] // the transfer caches are absent under loom
-        let mut core = Core::new(config);
-        #[cfg(not(loom))]
-        if config.transfer_cache > 0 {
-            core.transfer = Some(
-                (0..CLASSES)
-                    .map(|_| crossbeam_queue::ArrayQueue::new(config.transfer_cache))
-                    .collect(),
-            );
-        }
         Self {
-            core,
+            core: Core::new(config),
             index: I::new(),
         }
     }
@@ -1775,10 +1192,6 @@ impl<I: FreeIndex> Heap<I> {
         HeapConfig {
             arena_bytes: self.core.arena_bytes,
             checked: self.core.checks_decided(),
-            #[cfg(not(loom))]
-            transfer_cache: self.core.transfer.as_ref().map_or(0, |t| t[0].capacity()),
-            #[cfg(loom)]
-            transfer_cache: 0,
         }
     }
 
@@ -1969,14 +1382,13 @@ impl<I: FreeIndex> Heap<I> {
         unsafe { self.realloc_in(None, p, layout, new_size) }
     }
 
-    /// Gives back to the OS all the memory it can now: scavenges every
-    /// class's central heap and releases the pages of every free large run.
-    /// Returns the bytes it released.
+    /// Gives back to the OS all the memory it can now: takes back the
+    /// empty pages no thread heap owns, gives the pool of empty pages back,
+    /// and releases the pages of every free large run. Returns the bytes it
+    /// released. (Pages a live thread heap owns are that heap's:
+    /// [`LocalHeap::flush`] hands its empty ones over.)
     pub fn trim(&self) -> usize {
-        let mut released = 0;
-        for c in 0..CLASSES {
-            released += self.core.scavenge(c);
-        }
+        let released = self.core.trim_pages();
         // Acquire: as in `Core::arena`.
         let data = self.core.data.load(Ordering::Acquire);
         for pages in 1..=LARGE_CACHE_PAGES {
@@ -1994,11 +1406,9 @@ impl<I: FreeIndex> Heap<I> {
         let classes: [ClassStats; CLASSES] = core::array::from_fn(|c| ClassStats {
             size: CLASS_SIZES[c] as usize,
             // Relaxed: statistics.
-            in_use_blocks: core.classes[c].in_use.load(Ordering::Relaxed).max(0) as usize,
+            in_use_blocks: core.pages[c].in_use.load(Ordering::Relaxed).max(0) as usize,
             // Relaxed: as above.
-            central_free_blocks: core.classes[c].blocks.load(Ordering::Relaxed),
-            // Relaxed: as above.
-            spans: core.classes[c].spans.load(Ordering::Relaxed),
+            spans: core.pages[c].spans.load(Ordering::Relaxed),
         });
         // Relaxed: as above.
         let bump = core.bump.load(Ordering::Relaxed);
@@ -2019,7 +1429,7 @@ impl<I: FreeIndex> Heap<I> {
             // Relaxed: as above.
             requested_bytes: (core.requested.load(Ordering::Relaxed)
                 + core
-                    .classes
+                    .pages
                     .iter()
                     // Relaxed: as above.
                     .map(|k| k.requested.load(Ordering::Relaxed))
@@ -2043,6 +1453,8 @@ impl<I: FreeIndex> Heap<I> {
             // Relaxed: as above.
             spans_released: core.spans_released.load(Ordering::Relaxed),
             // Relaxed: as above.
+            empty_page_bytes: core.dirty_bytes.load(Ordering::Relaxed),
+            // Relaxed: as above.
             misuse: core.misuse.load(Ordering::Relaxed),
             arena_bytes: core.arena_bytes,
         }
@@ -2051,7 +1463,7 @@ impl<I: FreeIndex> Heap<I> {
     // ----- the paths shared by the cache-less API and `LocalHeap` -----
 
     #[inline]
-    pub(crate) fn alloc_in(&self, bins: Option<&mut Bins>, layout: Layout) -> *mut u8 {
+    pub(crate) fn alloc_in(&self, bins: Option<&mut ThreadHeap>, layout: Layout) -> *mut u8 {
         if self.core.checks() {
             return self.alloc_checked(bins, layout);
         }
@@ -2064,7 +1476,12 @@ impl<I: FreeIndex> Heap<I> {
     /// A block of class `c` from the cache or the shared path, with `size`
     /// bytes counted as requested.
     #[inline]
-    fn alloc_small(&self, bins: Option<&mut Bins>, c: usize, size: usize) -> *mut u8 {
+    pub(crate) fn alloc_small(
+        &self,
+        bins: Option<&mut ThreadHeap>,
+        c: usize,
+        size: usize,
+    ) -> *mut u8 {
         match bins {
             Some(b) => {
                 // The cache counts the requested bytes itself (no atomic
@@ -2088,23 +1505,81 @@ impl<I: FreeIndex> Heap<I> {
         }
     }
 
-    /// Frees the block of class `c` at `p` to the cache or the shared
-    /// path, with `size` requested bytes uncounted.
+    /// Frees the block of class `c` at `p`, whose page is `m`, through the
+    /// thread heap or as a remote free, with `size` requested bytes
+    /// uncounted.
+    ///
+    /// # Safety
+    ///
+    /// `p` is a block of the page `m` of class `c`, handed out and not used
+    /// afterwards.
     #[inline]
-    fn free_small(&self, bins: Option<&mut Bins>, c: usize, p: *mut u8, size: usize) {
+    pub(crate) unsafe fn free_small(
+        &self,
+        bins: Option<&mut ThreadHeap>,
+        c: usize,
+        m: &SpanMeta,
+        p: *mut u8,
+        size: usize,
+    ) {
         match bins {
             Some(b) => {
                 b.requested -= size as isize;
-                b.dealloc(&self.core, c, p);
+                // SAFETY: the caller's contract.
+                unsafe { b.free(&self.core, c, m, p) };
             }
             None => {
                 // Relaxed: a statistic.
                 self.core
                     .requested
                     .fetch_sub(size as isize, Ordering::Relaxed);
-                self.core.dealloc_small_shared(c, p);
+                // Relaxed: see `SpanMeta::owner` (a heuristic here).
+                let orphan = m.owner.load(Ordering::Relaxed) == 0;
+                // SAFETY: the caller's contract.
+                unsafe { m.free_remote(p) };
+                self.core.remote_freed(c, 1);
+                if orphan {
+                    self.core.orphan_free(c);
+                }
             }
         }
+    }
+
+    /// The fast path of a small free through a thread heap: a block of a
+    /// page of the arena, unchecked mode. `false` (nothing done) for
+    /// anything else, which the caller sends down the general path.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Heap::dealloc`], with `size` the block's requested size
+    /// (`None`: its usable size, as for [`Heap::free`]).
+    #[inline(always)]
+    #[cfg_attr(loom, allow(dead_code))] // used by `VvMalloc`, absent under loom
+    pub(crate) unsafe fn free_fast(
+        &self,
+        th: &mut ThreadHeap,
+        p: *mut u8,
+        size: Option<usize>,
+    ) -> bool {
+        let core = &self.core;
+        let Some(data) = core.arena_of(p) else {
+            return false;
+        };
+        let unit = Core::unit_of(data, p);
+        let m = core.meta(data, unit);
+        // Relaxed: see `SpanMeta::kind`.
+        let kind = m.kind.load(Ordering::Relaxed);
+        if core.checks_decided() {
+            return false;
+        }
+        let Ok(c) = Core::small_class_at(data, unit, kind, p) else {
+            return false;
+        };
+        th.requested -= size.unwrap_or(CLASS_SIZES[c] as usize) as isize;
+        // SAFETY: `p` starts a block of the page `m` of class `c`; the
+        // caller's contract: it is handed out and ours now.
+        unsafe { th.free(core, c, m, p) };
+        true
     }
 
     /// A large or huge block for `layout`, counted as requested.
@@ -2124,7 +1599,7 @@ impl<I: FreeIndex> Heap<I> {
         p
     }
 
-    pub(crate) fn alloc_zeroed_in(&self, bins: Option<&mut Bins>, layout: Layout) -> *mut u8 {
+    pub(crate) fn alloc_zeroed_in(&self, bins: Option<&mut ThreadHeap>, layout: Layout) -> *mut u8 {
         let size = layout.size().max(1);
         if class::class_of(size, layout.align()).is_none() {
             // A large block carved from a fresh region, or a fresh huge
@@ -2159,7 +1634,12 @@ impl<I: FreeIndex> Heap<I> {
     ///
     /// As for [`Heap::dealloc`].
     #[inline]
-    pub(crate) unsafe fn dealloc_in(&self, bins: Option<&mut Bins>, p: *mut u8, layout: Layout) {
+    pub(crate) unsafe fn dealloc_in(
+        &self,
+        bins: Option<&mut ThreadHeap>,
+        p: *mut u8,
+        layout: Layout,
+    ) {
         // SAFETY: the caller's contract.
         unsafe { self.release_in(bins, p, Some(layout.size())) }
     }
@@ -2176,15 +1656,16 @@ impl<I: FreeIndex> Heap<I> {
     #[inline]
     pub(crate) unsafe fn release_in(
         &self,
-        bins: Option<&mut Bins>,
+        bins: Option<&mut ThreadHeap>,
         p: *mut u8,
         size: Option<usize>,
     ) {
         let core = &self.core;
         if let Some(data) = core.arena_of(p) {
             let unit = Core::unit_of(data, p);
+            let m = core.meta(data, unit);
             // Relaxed: see `SpanMeta::kind`.
-            let kind = core.meta(data, unit).kind.load(Ordering::Relaxed);
+            let kind = m.kind.load(Ordering::Relaxed);
             if kind == KIND_LARGE {
                 // SAFETY: the caller's contract.
                 if let Some(n) = unsafe { self.dealloc_large(p) } {
@@ -2199,7 +1680,11 @@ impl<I: FreeIndex> Heap<I> {
                     // SAFETY: `p` starts a block of class `c` in the arena.
                     unsafe { self.release_checked(bins, data, c, p, size) }
                 }
-                Ok(c) => self.free_small(bins, c, p, size.unwrap_or(CLASS_SIZES[c] as usize)),
+                // SAFETY: `p` starts a block of the page `m` of class `c`;
+                // the caller's contract: it is handed out and ours now.
+                Ok(c) => unsafe {
+                    self.free_small(bins, c, m, p, size.unwrap_or(CLASS_SIZES[c] as usize))
+                },
                 Err(what) => core.misuse(what, p, &[]),
             }
         } else if !p.is_null() {
@@ -2216,7 +1701,7 @@ impl<I: FreeIndex> Heap<I> {
     /// As for [`Heap::realloc`].
     pub(crate) unsafe fn realloc_in(
         &self,
-        mut bins: Option<&mut Bins>,
+        mut bins: Option<&mut ThreadHeap>,
         p: *mut u8,
         layout: Layout,
         new_size: usize,

@@ -5,8 +5,8 @@ use core::cell::Cell;
 
 use super::class::class_of;
 use super::core_heap::Heap;
-use super::local::Bins;
 use super::stats::Stats;
+use super::thread_heap::ThreadHeap;
 use crate::sync::plain::PlainUnsafeCell;
 
 /// The process heap, shared by every `VvMalloc` value.
@@ -21,13 +21,17 @@ static HEAP: Heap = Heap::global();
 /// destructor, touched once per thread.
 struct Local {
     state: Cell<u8>,
-    bins: PlainUnsafeCell<Bins>,
+    bins: PlainUnsafeCell<ThreadHeap>,
 }
 
 /// The cache has not been used on this thread yet.
 const UNINIT: u8 = 0;
-/// The cache is ready for the next call.
+/// The cache is ready for the next call, and the heap is unchecked: the
+/// fast paths may use it.
 const READY: u8 = 1;
+/// The cache is ready for the next call, and the heap is in checked mode:
+/// every call takes the general path.
+const READY_CHECKED: u8 = 4;
 /// A call is inside the cache, or setting it up: a call that arrives
 /// meanwhile (the thread-local machinery's own allocations) takes the
 /// cache-less path.
@@ -44,14 +48,14 @@ impl Drop for ExitGuard {
         LOCAL.with(|l| {
             l.state.set(BUSY);
             // SAFETY: `BUSY` keeps every other call out of the cache.
-            unsafe { &mut *l.bins.get() }.flush(&HEAP.core);
+            unsafe { &mut *l.bins.get() }.abandon(&HEAP.core);
             l.state.set(DEAD);
         });
     }
 }
 
 thread_local! {
-    static LOCAL: Local = const { Local { state: Cell::new(UNINIT), bins: PlainUnsafeCell::new(Bins::new()) } };
+    static LOCAL: Local = const { Local { state: Cell::new(UNINIT), bins: PlainUnsafeCell::new(ThreadHeap::new()) } };
     static EXIT_GUARD: ExitGuard = const { ExitGuard };
 }
 
@@ -76,30 +80,55 @@ pub(super) fn register_fork_handlers() {
 
 /// Runs `f` with this thread's cache, or with none when the cache is busy
 /// (a re-entrant call), being set up, or handed back at thread exit.
-#[inline(always)]
-fn with_cache<R>(f: impl FnOnce(Option<&mut Bins>) -> R) -> R {
+#[inline]
+fn with_cache<R>(f: impl FnOnce(Option<&mut ThreadHeap>) -> R) -> R {
     LOCAL.with(|l| {
-        match l.state.get() {
-            READY => {}
+        let ready = match l.state.get() {
+            s @ (READY | READY_CHECKED) => s,
             UNINIT => {
                 l.state.set(BUSY);
                 // Registers the exit guard's destructor, which may allocate
                 // (those calls see `BUSY`). Fails when the thread is already
                 // exiting: then the cache is never used.
                 let registered = EXIT_GUARD.try_with(|_| ()).is_ok();
-                l.state.set(if registered { READY } else { DEAD });
+                // SAFETY: `BUSY` keeps every other call out of the cache.
+                unsafe { &mut *l.bins.get() }.init();
+                // Decides the mode (reserving the arena, which may
+                // allocate: those calls see `BUSY` too).
+                let ready = if HEAP.core.checks() {
+                    READY_CHECKED
+                } else {
+                    READY
+                };
+                l.state.set(if registered { ready } else { DEAD });
                 if !registered {
                     return f(None);
                 }
+                ready
             }
             _ => return f(None),
-        }
+        };
         l.state.set(BUSY);
-        // SAFETY: the state was `READY` and is `BUSY` until `f` returns, so
-        // no other call on this thread reaches the bins meanwhile.
+        // SAFETY: the state was ready and is `BUSY` until `f` returns, so
+        // no other call on this thread reaches the cache meanwhile.
         let r = f(Some(unsafe { &mut *l.bins.get() }));
-        l.state.set(READY);
+        l.state.set(ready);
         r
+    })
+}
+
+/// Runs `f` with this thread's cache if it is `READY` (set up, unchecked,
+/// no call inside it), else returns `None`. For the fast paths alone:
+/// `f` must not allocate or free through the process heap (it does not
+/// mark the cache `BUSY`, to save the two stores).
+#[inline(always)]
+fn with_ready_cache<R>(f: impl FnOnce(&mut ThreadHeap) -> R) -> Option<R> {
+    LOCAL.with(|l| {
+        // SAFETY: `READY` means no call on this thread is inside the cache
+        // (a call inside marks it `BUSY`), and `f` makes no call that could
+        // reach it (this function's contract), so this is the only
+        // reference while it lives.
+        (l.state.get() == READY).then(|| f(unsafe { &mut *l.bins.get() }))
     })
 }
 
@@ -169,6 +198,11 @@ impl VvMalloc {
     /// afterwards.
     #[inline]
     pub unsafe fn free(p: *mut u8) {
+        // SAFETY: the caller's contract; the fast path takes no lock and
+        // makes no allocation.
+        if with_ready_cache(|th| unsafe { HEAP.free_fast(th, p, None) }) == Some(true) {
+            return;
+        }
         // SAFETY: the caller's contract.
         with_cache(|bins| unsafe { HEAP.release_in(bins, p, None) })
     }
@@ -196,15 +230,23 @@ impl VvMalloc {
 unsafe impl GlobalAlloc for VvMalloc {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        match class_of(layout.size().max(1), layout.align()) {
+        let Some(c) = class_of(layout.size().max(1), layout.align()) else {
+            return HEAP.alloc(layout);
+        };
+        // The fast path: a pop from the page allocations of the class come
+        // from (nothing in it allocates).
+        let p = with_ready_cache(|th| {
+            let p = th.alloc_fast(c);
+            if !p.is_null() {
+                th.requested += layout.size() as isize;
+            }
+            p
+        });
+        match p {
+            Some(p) if !p.is_null() => p,
             // (The checked mode, and the first allocation, which decides it,
             // take the general path.)
-            Some(c) if !HEAP.core.checks() => with_cache(|bins| match bins {
-                Some(b) => b.alloc_counted(&HEAP.core, c, layout.size()),
-                None => HEAP.alloc(layout),
-            }),
-            Some(_) => with_cache(|bins| HEAP.alloc_in(bins, layout)),
-            None => HEAP.alloc(layout),
+            _ => with_cache(|bins| HEAP.alloc_in(bins, layout)),
         }
     }
 
@@ -219,8 +261,15 @@ unsafe impl GlobalAlloc for VvMalloc {
 
     #[inline]
     unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
+        // The fast path: a small block of the arena (unchecked mode), freed
+        // to its page (nothing in it allocates).
+        // SAFETY: `GlobalAlloc::dealloc`'s contract is ours.
+        let done = with_ready_cache(|th| unsafe { HEAP.free_fast(th, p, Some(layout.size())) });
+        if done == Some(true) {
+            return;
+        }
         if class_of(layout.size().max(1), layout.align()).is_some() {
-            // SAFETY: `GlobalAlloc::dealloc`'s contract is ours.
+            // SAFETY: as above.
             with_cache(|bins| unsafe { HEAP.dealloc_in(bins, p, layout) })
         } else {
             // SAFETY: as above.

@@ -5,12 +5,14 @@
 //!
 //! - **Small** (up to [`SMALL_MAX`], 16 KiB): [`CLASSES`] size classes (the
 //!   table and its worst-case waste are in [`class`]). Blocks are carved from
-//!   64 KiB *spans*, one class per span. Each thread keeps a cache per class
-//!   (a [`LocalHeap`], or the thread-local cache of [`VvMalloc`]): an
-//!   allocation or free there is a few plain loads and stores, no atomic
-//!   read-modify-write. Caches exchange *batches* of blocks with a central
-//!   heap per class, an [`IntrusiveStack`] of batch descriptors (one CAS per
-//!   batch).
+//!   64 KiB *pages* (spans), one class per page, and each page is owned by
+//!   one *thread heap* (a [`LocalHeap`], or the thread-local heap of
+//!   [`VvMalloc`]). An allocation pops the free list of the class's current
+//!   page; a free of a block of one of the thread's own pages pushes it back
+//!   there: plain loads and stores, no atomic read-modify-write, no
+//!   statistics per call. A free of another thread's block is one CAS on
+//!   that page's *thread-free list* (an [`IntrusiveTakeAll`]); the owner
+//!   takes the whole list with one swap when its free list runs dry.
 //! - **Large** (up to [`HUGE_MIN`], 16 MiB): page-granular blocks carved from
 //!   64 MiB regions of the arena, found in a pluggable [`FreeIndex`] (best fit
 //!   in a skip list by default), split on allocation and coalesced with free
@@ -25,12 +27,16 @@
 //!
 //! # Where the memory goes back
 //!
-//! - A span whose blocks are all free in the central heap is released
-//!   (`madvise(MADV_DONTNEED)`) and reused by any class. The *scavenger* that
-//!   finds such spans runs when a class's central heap holds more than
-//!   32 MiB and twice what it kept after its previous run (so it does not
-//!   thrash when the memory is in real use), at most once a second, and on
-//!   [`Heap::trim`].
+//! - A page whose blocks all come back to its owner goes to a pool of empty
+//!   pages (still resident), reused first by any class. When the pool holds
+//!   more than 32 MiB, at most once a second, and on [`Heap::trim`], its
+//!   pages are released (`madvise(MADV_DONTNEED)`). No scavenger walks the
+//!   classes.
+//! - A thread heap that goes away (thread exit, a dropped [`LocalHeap`])
+//!   gives its empty pages to the pool and *abandons* the others on a
+//!   per-class lock-free stack; other thread heaps adopt them before they
+//!   take an empty page, and frees into them are remote frees as any other.
+//!   [`Heap::trim`] takes back the abandoned pages that became empty.
 //! - The long (8 MiB and more) free large runs are *purged* (their pages
 //!   given back) when the free runs add up to more than 64 MiB plus four
 //!   times the large bytes in use, at most once per 64 MiB freed and once a
@@ -43,54 +49,21 @@
 //!   big buffer over and over (`sort`) then does not fault its pages in
 //!   each time.
 //!
-//! # Central heaps in shards
-//!
-//! Each class's central heap is 8 Treiber stacks (*shards*) on cache lines
-//! of their own; thread caches take shards in turn, spill to their own and
-//! refill from their own first, then from the others, and only then carve
-//! a new span. A thread that frees many blocks gets its own blocks back, as
-//! with a per-thread arena: with one shared stack, Hoard's threadtest
-//! (each thread allocates and frees 10 000 blocks over and over) moved
-//! every block between the two cores, and two threads did 0.27x glibc's
-//! work; with shards 0.85-0.9x (`cargo run --release --example report`,
-//! see `docs/allocators.md`, which also says what is left: a thread whose
-//! shard runs dry steals another's freshly written batches).
-//!
 //! # Cross-thread frees
 //!
-//! A block freed by another thread goes into *that* thread's cache; when the
-//! cache holds more than two batches of the class it hands one to the central
-//! heap, where the allocating thread's cache picks it up. A producer/consumer
-//! pair therefore cycles a bounded set of blocks: the footprint stays flat
-//! (tested in `tests/heap.rs`).
+//! A block goes back to the page it came from, so its owner reuses it: no
+//! passive false sharing (a freed block is never handed to the thread that
+//! freed it), and a producer/consumer pair cycles a bounded set of pages
+//! (tested in `tests/heap.rs` and `tests/global.rs`). The owner looks at its
+//! full pages for blocks given back a few at a time, oldest first, each time
+//! its current page runs dry. (The design before this one moved batches of
+//! blocks between thread caches and sharded central Treiber stacks, with an
+//! optional tcmalloc-like transfer cache; it was removed with the rebuild,
+//! and its measured numbers are in `docs/allocators.md`.)
 //!
-//! # Transfer caches (an experiment)
-//!
-//! tcmalloc puts a bounded *transfer cache* of batches between its thread
-//! caches and its central lists. [`HeapConfig::transfer_cache`] adds one per
-//! class to a [`Heap`] instance: a `crossbeam_queue::ArrayQueue` of
-//! `(head, count)` chains tried before the Treiber stack of batch
-//! descriptors (which takes the overflow). A chain in the queue needs no
-//! descriptor, and the queue's head and tail are on separate cache lines,
-//! so a producer's pushes and a consumer's pops do not fight over one word
-//! as they do on a stack's head. Measured with thread caches on both sides
-//! (`cargo bench --bench alloc -- --transfer`, 2-core VM, three runs of
-//! three repetitions each, throughput relative to the same heap without):
-//!
-//! | workload | threads | with 16-batch transfer caches |
-//! |---|---:|---|
-//! | small-object churn | 1, 2 | 0.94-1.05x (no change) |
-//! | producer/consumer | 1 pair | 0.98-1.42x |
-//! | producer/consumer | 2 pairs | 1.16-1.38x |
-//! | mixed sizes + large | 1, 2 | 0.85-1.13x (noise) |
-//! | realloc growth | 1, 2 | 0.96-1.55x (noise) |
-//!
-//! The gain is where batches cross between threads all the time, and
-//! nowhere else. It is not on by default: `ArrayQueue` allocates its slots
-//! from the global allocator, which the process heap of [`VvMalloc`] *is*,
-//! so [`VvMalloc`] would need a queue of its own in metadata spans; that is
-//! left for when the many-core measurements show whether the gain grows with
-//! the thread count.
+//! The cache-less paths ([`Heap::alloc`] without a [`LocalHeap`]) take a
+//! page from the abandoned stack, take one block and push the page back:
+//! lock-free, a few CAS per call.
 //!
 //! # Misuse
 //!
@@ -131,8 +104,8 @@
 //! a flag (a `const` thread-local without destructor) routes any allocation
 //! made while the cache is being set up or used to the cache-less path, which
 //! is lock-free and needs no thread-local state; so do allocations after the
-//! cache is torn down at thread exit, when its blocks go back to the central
-//! heaps.
+//! cache is torn down at thread exit, when its pages go to the pool or are
+//! abandoned.
 //!
 //! The heap holds no lock at any time (the [`BTreeIndex`] baseline aside), so
 //! a `fork()` cannot leave a lock held in the child, and its small paths
@@ -143,7 +116,7 @@
 //! handlers, with `pthread_atfork` on its first allocation). A thread's
 //! cached blocks are lost to a child it is not in: a bounded leak.
 //!
-//! [`IntrusiveStack`]: crate::intrusive::IntrusiveStack
+//! [`IntrusiveTakeAll`]: crate::take_all::IntrusiveTakeAll
 //! [`VvMalloc`]: crate::VvMalloc
 
 pub mod class;
@@ -151,7 +124,10 @@ mod core_heap;
 pub mod index;
 mod local;
 mod os;
+mod page;
+mod pool;
 mod stats;
+mod thread_heap;
 
 #[cfg(not(loom))]
 mod global;

@@ -11,8 +11,6 @@ pub struct ClassStats {
     /// when they exchange a batch or are flushed, so this lags by at most a
     /// few batches per thread.
     pub in_use_blocks: usize,
-    /// Free blocks in the class's central heap.
-    pub central_free_blocks: usize,
     /// Spans of 64 KiB the class holds.
     pub spans: usize,
 }
@@ -55,8 +53,13 @@ pub struct Stats {
     pub huge_blocks: usize,
     /// Bytes of those.
     pub huge_bytes: usize,
-    /// Spans released to the OS by the scavenger so far.
+    /// Spans given back to the OS so far (empty pages purged from the
+    /// pool of empty pages).
     pub spans_released: usize,
+    /// Bytes of empty pages kept resident for reuse by any class (given
+    /// back to the OS when they add up to more than 32 MiB, at most once a
+    /// second, and by [`Heap::trim`](super::Heap::trim)).
+    pub empty_page_bytes: usize,
     /// Misuses detected (invalid or double frees) so far.
     pub misuse: usize,
     /// Address space reserved for the arena.
@@ -69,11 +72,12 @@ impl Stats {
         self.small.iter().map(|c| c.in_use_blocks * c.size).sum()
     }
 
-    /// Bytes of free small blocks in the central heaps.
+    /// Bytes of the small classes' pages not in use by blocks handed out
+    /// (free blocks, and the parts of pages not carved yet).
     pub fn small_free_bytes(&self) -> usize {
         self.small
             .iter()
-            .map(|c| c.central_free_blocks * c.size)
+            .map(|c| c.spans * super::SPAN - c.in_use_blocks * c.size)
             .sum()
     }
 }

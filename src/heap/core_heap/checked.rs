@@ -39,7 +39,7 @@
 use core::alloc::Layout;
 use core::ptr;
 
-use super::{class, Bins, Core, Heap, CLASS_SIZES};
+use super::{class, Core, Heap, ThreadHeap, CLASS_SIZES};
 use crate::heap::index::FreeIndex;
 use crate::sync::plain::{AtomicU64, Ordering};
 
@@ -146,7 +146,7 @@ impl<I: FreeIndex> Heap<I> {
     /// or a large or huge block as usual.
     #[cold]
     #[inline(never)]
-    pub(super) fn alloc_checked(&self, bins: Option<&mut Bins>, layout: Layout) -> *mut u8 {
+    pub(super) fn alloc_checked(&self, bins: Option<&mut ThreadHeap>, layout: Layout) -> *mut u8 {
         let core = &self.core;
         let n = layout.size();
         let Some(c) = n
@@ -189,7 +189,7 @@ impl<I: FreeIndex> Heap<I> {
     #[inline(never)]
     pub(super) unsafe fn release_checked(
         &self,
-        bins: Option<&mut Bins>,
+        bins: Option<&mut ThreadHeap>,
         data: *mut u8,
         c: usize,
         p: *mut u8,
@@ -234,7 +234,10 @@ impl<I: FreeIndex> Heap<I> {
             );
             return;
         }
-        self.free_small(bins, c, p, n);
+        let m = core.meta(data, Core::unit_of(data, p));
+        // SAFETY: the caller's contract; the block is handed out (its bit
+        // was set) and ours now.
+        unsafe { self.free_small(bins, c, m, p, n) };
     }
 }
 

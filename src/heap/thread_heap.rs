@@ -1,0 +1,381 @@
+//! A thread heap: the pages one thread (or one [`LocalHeap`]) owns, and the
+//! small path's fast path.
+//!
+//! Each size class has a list of the heap's pages with free blocks; its head
+//! is the page allocations come from. An allocation pops the head page's
+//! free list (plain loads and stores, no atomic read-modify-write, no
+//! statistics); a free of a block of one of the heap's own pages pushes it
+//! on that page's free list, likewise. A free of any other page's block is
+//! one CAS on that page's `thread_free` list, and goes back to its owner.
+//!
+//! When the head page runs dry, the slow path, in order: takes the remote
+//! frees of the head page, carves more of its untouched memory, moves on to
+//! the next page of the list (moving full pages to the class's list of full
+//! pages), looks at the [`SCAN`] oldest full pages for blocks other threads
+//! gave back (those it looks at in vain go to the back of the line, so the
+//! search goes round the list and costs a few loads per page), adopts a
+//! page some heap abandoned, and only then takes an empty page. A page whose
+//! blocks all come back to its owner goes to the heap's pool of empty pages
+//! (unless it is the page allocations come from).
+//!
+//! [`LocalHeap`]: super::LocalHeap
+
+use core::ptr;
+
+use super::class::CLASSES;
+use super::core_heap::Core;
+use super::page::{set_next, SpanMeta, FULL, LISTED};
+use crate::sync::plain::AtomicUsize;
+use crate::sync::Ordering;
+
+/// Thread heap ids; 0 is "no thread heap".
+static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
+
+/// Full pages a slow path looks at for blocks given back, oldest first.
+const SCAN: usize = 4;
+
+/// Remote frees through a heap are added to the statistics in batches of
+/// this many (and at every flush).
+const REMOTE_REPORT: u32 = 64;
+
+/// A list of pages, linked through their owner's parts.
+#[derive(Clone, Copy)]
+struct PageList {
+    head: *mut SpanMeta,
+    tail: *mut SpanMeta,
+}
+
+impl PageList {
+    const EMPTY: PageList = PageList {
+        head: ptr::null_mut(),
+        tail: ptr::null_mut(),
+    };
+
+    /// Puts `m` first.
+    ///
+    /// # Safety
+    ///
+    /// The caller owns `m` and every page of the list; `m` is on no list.
+    unsafe fn push_front(&mut self, m: *mut SpanMeta) {
+        let old = self.head;
+        // SAFETY: the caller's contract.
+        unsafe {
+            (*m).own(|o| {
+                o.next = old;
+                o.prev = ptr::null_mut();
+            });
+            match old.as_ref() {
+                Some(h) => h.own(|o| o.prev = m),
+                None => self.tail = m,
+            }
+        }
+        self.head = m;
+    }
+
+    /// Puts `m` second (first if the list is empty).
+    ///
+    /// # Safety
+    ///
+    /// As for [`push_front`](Self::push_front).
+    unsafe fn insert_second(&mut self, m: *mut SpanMeta) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            let Some(h) = self.head.as_ref() else {
+                return self.push_front(m);
+            };
+            let after = h.own(|o| o.next);
+            let head = self.head;
+            (*m).own(|o| {
+                o.next = after;
+                o.prev = head;
+            });
+            match after.as_ref() {
+                Some(a) => a.own(|o| o.prev = m),
+                None => self.tail = m,
+            }
+            h.own(|o| o.next = m);
+        }
+    }
+
+    /// Takes `m` off the list.
+    ///
+    /// # Safety
+    ///
+    /// The caller owns `m` and every page of the list, and `m` is on it.
+    unsafe fn unlink(&mut self, m: *mut SpanMeta) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            let (prev, next) = (*m).own(|o| (o.prev, o.next));
+            match prev.as_ref() {
+                Some(p) => p.own(|o| o.next = next),
+                None => self.head = next,
+            }
+            match next.as_ref() {
+                Some(n) => n.own(|o| o.prev = prev),
+                None => self.tail = prev,
+            }
+            (*m).own(|o| {
+                o.next = ptr::null_mut();
+                o.prev = ptr::null_mut();
+            });
+        }
+    }
+}
+
+/// The pages one thread heap owns. Not `Sync`: one thread at a time.
+pub(crate) struct ThreadHeap {
+    /// This heap's id in its pages' `owner` word; 0 until `init`.
+    id: usize,
+    /// Per class: the pages with free blocks (or untouched memory); the
+    /// head is the page allocations come from.
+    pages: [PageList; CLASSES],
+    /// Per class: the full pages, newest first.
+    full: [PageList; CLASSES],
+    /// Per class: remote frees through this heap not yet counted in the
+    /// heap's statistics.
+    remote: [u32; CLASSES],
+    /// Bytes requested minus bytes freed through this heap since the last
+    /// report to the heap's statistics.
+    pub(crate) requested: isize,
+}
+
+impl ThreadHeap {
+    /// A heap without an id: [`init`](Self::init) it before use.
+    pub(crate) const fn new() -> Self {
+        Self {
+            id: 0,
+            pages: [PageList::EMPTY; CLASSES],
+            full: [PageList::EMPTY; CLASSES],
+            remote: [0; CLASSES],
+            requested: 0,
+        }
+    }
+
+    /// Gives the heap its id (once).
+    pub(crate) fn init(&mut self) {
+        if self.id == 0 {
+            // Relaxed: only uniqueness matters.
+            self.id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A block of class `c`; null when no memory can be had.
+    #[inline(always)]
+    pub(crate) fn alloc(&mut self, core: &Core, c: usize) -> *mut u8 {
+        let p = self.alloc_fast(c);
+        if !p.is_null() {
+            return p;
+        }
+        self.alloc_slow(core, c)
+    }
+
+    /// A block of class `c` from the page allocations come from; null when
+    /// that page's free list is empty (nothing else is tried).
+    #[inline(always)]
+    pub(crate) fn alloc_fast(&mut self, c: usize) -> *mut u8 {
+        let m = self.pages[c].head;
+        if m.is_null() {
+            return ptr::null_mut();
+        }
+        // SAFETY: the pages of our lists are ours.
+        unsafe { (*m).pop() }
+    }
+
+    /// Frees the block `p` of class `c`, whose page is `m`.
+    ///
+    /// # Safety
+    ///
+    /// `p` is a block of the page `m` of class `c`, handed out and not used
+    /// afterwards.
+    #[inline(always)]
+    pub(crate) unsafe fn free(&mut self, core: &Core, c: usize, m: &SpanMeta, p: *mut u8) {
+        debug_assert!(self.id != 0);
+        // Relaxed: see `SpanMeta::owner`: only we write our id there.
+        let owner = m.owner.load(Ordering::Relaxed);
+        if owner == self.id {
+            // SAFETY: the page is ours; the block is free now (contract).
+            let (used, state) = unsafe {
+                m.own(|o| {
+                    set_next(p, o.free);
+                    o.free = p;
+                    o.used -= 1;
+                    (o.used, o.state)
+                })
+            };
+            if state == FULL || (used == 0 && self.pages[c].head != ptr::from_ref(m).cast_mut()) {
+                self.free_slow(core, c, m);
+            }
+        } else {
+            // SAFETY: the caller's contract.
+            unsafe { m.free_remote(p) };
+            self.remote[c] += 1;
+            if self.remote[c] >= REMOTE_REPORT {
+                self.report_remote(core, c);
+            }
+            if owner == 0 {
+                core.orphan_free(c);
+            }
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn free_slow(&mut self, core: &Core, c: usize, m: &SpanMeta) {
+        let mp = ptr::from_ref(m).cast_mut();
+        // SAFETY: for the whole block: the page is ours, and on the list its
+        // state names.
+        unsafe {
+            let (used, state) = m.own(|o| (o.used, o.state));
+            if state == FULL {
+                self.full[c].unlink(mp);
+                m.own(|o| o.state = LISTED);
+                self.pages[c].insert_second(mp);
+            }
+            if used == 0 && self.pages[c].head != mp {
+                self.pages[c].unlink(mp);
+                core.report(c, m);
+                core.retire_page(c, m);
+            }
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn alloc_slow(&mut self, core: &Core, c: usize) -> *mut u8 {
+        debug_assert!(self.id != 0);
+        self.report_requested(core);
+        self.report_remote(core, c);
+        let Some(data) = core.arena() else {
+            return ptr::null_mut();
+        };
+        // SAFETY: for the whole block: every page on our lists is ours, and a
+        // page popped from a shared stack or freshly made is ours too.
+        unsafe {
+            // 1. The class's list, from the head.
+            let mut m = self.pages[c].head;
+            while let Some(page) = m.as_ref() {
+                let next = page.own(|o| o.next);
+                core.report(c, page);
+                if page.refill(c, core.span_of(data, page)) {
+                    if self.pages[c].head != m {
+                        self.pages[c].unlink(m);
+                        self.pages[c].push_front(m);
+                    }
+                    return page.pop();
+                }
+                self.pages[c].unlink(m);
+                page.own(|o| o.state = FULL);
+                self.full[c].push_front(m);
+                m = next;
+            }
+            // 2. The oldest full pages, for blocks other threads gave back.
+            for _ in 0..SCAN {
+                let m = self.full[c].tail;
+                let Some(page) = m.as_ref() else { break };
+                self.full[c].unlink(m);
+                if page.collect() > 0 {
+                    core.report(c, page);
+                    page.own(|o| o.state = LISTED);
+                    self.pages[c].push_front(m);
+                    return page.pop();
+                }
+                self.full[c].push_front(m);
+            }
+            // 3. A page another heap abandoned.
+            while let Some(page) = core.pop_shared_page(c) {
+                let mp = ptr::from_ref(page).cast_mut();
+                // Relaxed: see `SpanMeta::owner`.
+                page.owner.store(self.id, Ordering::Relaxed);
+                page.own(|o| {
+                    o.next = ptr::null_mut();
+                    o.prev = ptr::null_mut();
+                });
+                let ok = page.refill(c, core.span_of(data, page));
+                core.report(c, page);
+                if ok {
+                    page.own(|o| o.state = LISTED);
+                    self.pages[c].push_front(mp);
+                    return page.pop();
+                }
+                page.own(|o| o.state = FULL);
+                self.full[c].push_front(mp);
+            }
+            // 4. An empty page.
+            let Some(page) = core.new_page(c, self.id) else {
+                return ptr::null_mut();
+            };
+            let mp = ptr::from_ref(page).cast_mut();
+            self.pages[c].push_front(mp);
+            page.refill(c, core.span_of(data, page));
+            page.pop()
+        }
+    }
+
+    /// Reports the remote frees of class `c` through this heap.
+    fn report_remote(&mut self, core: &Core, c: usize) {
+        if self.remote[c] != 0 {
+            core.remote_freed(c, self.remote[c] as usize);
+            self.remote[c] = 0;
+        }
+    }
+
+    fn report_requested(&mut self, core: &Core) {
+        if self.requested != 0 {
+            // Relaxed: a statistic.
+            core.requested.fetch_add(self.requested, Ordering::Relaxed);
+            self.requested = 0;
+        }
+    }
+
+    /// Takes every page's remote frees, gives the empty pages to the heap's
+    /// pool, and reports every count to the heap's statistics.
+    pub(crate) fn flush(&mut self, core: &Core) {
+        self.report_requested(core);
+        // SAFETY: for the whole block: every page on our lists is ours.
+        unsafe {
+            for c in 0..CLASSES {
+                self.report_remote(core, c);
+                let mut m = self.full[c].head;
+                while let Some(page) = m.as_ref() {
+                    let next = page.own(|o| o.next);
+                    if page.collect() > 0 {
+                        self.full[c].unlink(m);
+                        page.own(|o| o.state = LISTED);
+                        self.pages[c].push_front(m);
+                    }
+                    core.report(c, page);
+                    m = next;
+                }
+                let mut m = self.pages[c].head;
+                while let Some(page) = m.as_ref() {
+                    let next = page.own(|o| o.next);
+                    page.collect();
+                    core.report(c, page);
+                    if page.own(|o| o.used) == 0 {
+                        self.pages[c].unlink(m);
+                        core.retire_page(c, page);
+                    }
+                    m = next;
+                }
+            }
+        }
+    }
+
+    /// Flushes, then leaves every page still in use to other heaps (see
+    /// the `pool` module). The heap holds no page afterwards.
+    pub(crate) fn abandon(&mut self, core: &Core) {
+        self.flush(core);
+        for c in 0..CLASSES {
+            for list in [&mut self.pages[c], &mut self.full[c]] {
+                while !list.head.is_null() {
+                    let mp = list.head;
+                    // SAFETY: our page; after `abandon` we never touch it.
+                    unsafe {
+                        list.unlink(mp);
+                        core.abandon(c, &*mp);
+                    }
+                }
+            }
+        }
+    }
+}
