@@ -8,9 +8,13 @@
 //!   schedule (one thread pops while another pops two nodes and pushes the
 //!   first back) leaves every node owned once; the untagged variant is
 //!   caught.
-//! - Batch exchange and cross-thread free: two thread caches on one heap,
-//!   one allocating and handing blocks over, the other freeing them; blocks
-//!   are never handed out twice, and the heap's counts add up.
+//! - Pages owned by thread heaps: remote frees, abandoned pages and their
+//!   adoption, emptied pages going back to the pool and their next taker.
+//!   A page's owner's part is a loom-tracked cell, so a step of the
+//!   protocol that lets two threads write it without a happens-before edge
+//!   is a causality report; each of the three seeded bugs
+//!   ([`PageBug`]) moves one such step and must be caught. Blocks are
+//!   never handed out twice, and the heap's counts add up.
 //! - The free index: concurrent claims and returns of the large heap's free
 //!   runs claim each run once and lose none.
 
@@ -22,10 +26,10 @@ use std::alloc::Layout;
 use std::collections::BTreeSet;
 use std::ptr::NonNull;
 
-use common::{model, Outcomes};
+use common::{assert_seeded_race_caught, model, Outcomes};
 use loom::sync::{Arc, Mutex};
 use loom::thread;
-use vvmalloc::heap::{FreeIndex, HeapConfig, SkipIndex};
+use vvmalloc::heap::{seeded_page_bug, FreeIndex, HeapConfig, PageBug, SkipIndex, SPAN};
 use vvmalloc::intrusive::{IntrusiveStack, Link};
 use vvmalloc::Heap;
 
@@ -209,6 +213,238 @@ fn remote_frees_abandon_and_trim() {
         let c = st.small.iter().position(|c| c.size == 16 * 1024).unwrap();
         assert_eq!(st.small[c].spans, 0, "{st:?}");
     });
+}
+
+/// 16 KiB blocks (the request leaves room for the checked mode's 8-byte
+/// guard): 4 blocks per page, carved 4 at a time.
+fn big() -> Layout {
+    Layout::from_size_align(16 * 1024 - 8, 16).unwrap()
+}
+
+/// 8 KiB blocks: another size class, for a page taken from the pool.
+fn other() -> Layout {
+    Layout::from_size_align(8 * 1024 - 8, 16).unwrap()
+}
+
+/// Writes `tag` into the live block `p` (its second word: the first is the
+/// free list's link once it is freed).
+fn tag(p: usize, tag: usize) {
+    assert!(p != 0, "allocation failed");
+    // SAFETY: a live block of at least 16 bytes, ours alone.
+    unsafe { (p as *mut usize).add(1).write(tag) };
+}
+
+fn tagged(p: usize) -> usize {
+    // SAFETY: a live block, written by whoever handed it to us.
+    unsafe { (p as *const usize).add(1).read() }
+}
+
+/// Whether two blocks lie in one span (spans are `SPAN`-aligned).
+fn same_span(p: usize, q: usize) -> bool {
+    p / SPAN == q / SPAN
+}
+
+/// Every block was freed and nothing misused: `trim` takes every page back.
+fn assert_all_back(heap: &Heap) {
+    let st = heap.stats();
+    assert_eq!(st.misuse, 0, "{st:?}");
+    assert_eq!(st.in_use_bytes, 0, "{st:?}");
+    heap.trim();
+    let st = heap.stats();
+    for c in &st.small {
+        assert_eq!(c.spans, 0, "{st:?}");
+    }
+}
+
+/// A remote free racing the owner's allocation and collection: A allocates
+/// two blocks of one page, hands the first to B and keeps allocating from
+/// the same page (its fourth allocation empties the free list and takes
+/// the remote frees) while B frees the first block through its own heap.
+fn remote_free_races_owner() {
+    let heap = heap();
+    let handoff: Arc<Mutex<Option<usize>>> = Arc::new(Mutex::new(None));
+    let a = {
+        let (heap, handoff) = (heap.clone(), handoff.clone());
+        thread::spawn(move || {
+            let local = heap.local();
+            let x = local.alloc(big()) as usize;
+            tag(x, 0xA);
+            *handoff.lock().unwrap() = Some(x);
+            let mine: Vec<usize> = (0..4).map(|_| local.alloc(big()) as usize).collect();
+            for &p in &mine {
+                tag(p, 0xB);
+            }
+            mine
+        })
+    };
+    let b = {
+        let (heap, handoff) = (heap.clone(), handoff.clone());
+        thread::spawn(move || {
+            let local = heap.local();
+            let x = loop {
+                if let Some(x) = handoff.lock().unwrap().take() {
+                    break x;
+                }
+                thread::yield_now();
+            };
+            assert_eq!(tagged(x), 0xA);
+            // SAFETY: from this heap with `big()`, handed to us.
+            unsafe { local.dealloc(x as *mut u8, big()) };
+        })
+    };
+    let mine = a.join().unwrap();
+    b.join().unwrap();
+    let distinct: BTreeSet<usize> = mine.iter().copied().collect();
+    assert_eq!(distinct.len(), 4, "a block was handed out twice");
+    for &p in &mine {
+        assert_eq!(tagged(p), 0xB, "a live block was overwritten");
+        // SAFETY: from this heap with `big()`, live and ours.
+        unsafe { heap.dealloc(p as *mut u8, big()) };
+    }
+    assert_all_back(&heap);
+}
+
+#[test]
+fn remote_free_races_owner_allocation() {
+    model(remote_free_races_owner);
+}
+
+/// The seeded bug: the free skips the owner check, so B pushes on A's
+/// page's own free list while A pops it.
+#[test]
+fn seeded_owner_check_skipped_is_caught() {
+    assert_seeded_race_caught(
+        |on| seeded_page_bug(on.then_some(PageBug::OwnerCheckSkipped)),
+        remote_free_races_owner,
+    );
+}
+
+/// A page abandoned at thread exit racing its adoption: A allocates a block
+/// and drops its heap (the page, with the block in use, goes on the
+/// abandoned stack) while B allocates from the same class (adopting the
+/// page when A has abandoned it, else taking a fresh one) and drops its
+/// heap in turn; the main thread frees both blocks (cache-less frees into
+/// abandoned pages).
+fn abandon_races_adoption() -> bool {
+    let heap = heap();
+    let [a, b] = [0xA, 0xB].map(|t| {
+        let heap = heap.clone();
+        thread::spawn(move || {
+            let local = heap.local();
+            let x = local.alloc(big()) as usize;
+            tag(x, t);
+            x
+        })
+    });
+    let x = a.join().unwrap();
+    let y = b.join().unwrap();
+    assert_ne!(x, y, "a block was handed out twice");
+    assert_eq!(tagged(x), 0xA, "a live block was overwritten");
+    assert_eq!(tagged(y), 0xB, "a live block was overwritten");
+    // SAFETY: both from this heap with `big()`, live.
+    unsafe {
+        heap.dealloc(x as *mut u8, big());
+        heap.dealloc(y as *mut u8, big());
+    }
+    assert_all_back(&heap);
+    same_span(x, y)
+}
+
+/// Both outcomes happen: B adopts A's page (its block in the same span as
+/// A's), or takes a fresh one.
+#[test]
+fn abandoned_page_races_adoption() {
+    let outcomes = Outcomes::new();
+    let seen = outcomes.clone();
+    model(move || seen.record(abandon_races_adoption()));
+    outcomes.assert_saw(&[false, true]);
+}
+
+/// The seeded bug: `abandon` publishes the page before unlinking it.
+#[test]
+fn seeded_abandon_publishing_first_is_caught() {
+    assert_seeded_race_caught(
+        |on| seeded_page_bug(on.then_some(PageBug::AbandonPublishesFirst)),
+        || {
+            abandon_races_adoption();
+        },
+    );
+}
+
+/// A page going back to the pool racing its next taker, after a late
+/// remote free: A allocates two blocks of one page, hands one to B and
+/// frees the other; B frees its block (a remote free, the page's last block
+/// in use), tells A, and allocates from another class; A, told, flushes:
+/// it takes the remote free and puts the emptied page in the pool, where
+/// B's allocation may find it.
+fn retire_races_remote_free() -> bool {
+    let heap = heap();
+    // The block handed over, and whether B has freed it.
+    let handoff: Arc<Mutex<(Option<usize>, bool)>> = Arc::new(Mutex::new((None, false)));
+    let a = {
+        let (heap, handoff) = (heap.clone(), handoff.clone());
+        thread::spawn(move || {
+            let local = heap.local();
+            let x = local.alloc(big()) as usize;
+            let y = local.alloc(big()) as usize;
+            tag(x, 0xA);
+            handoff.lock().unwrap().0 = Some(x);
+            // SAFETY: from this heap with `big()`, ours.
+            unsafe { local.dealloc(y as *mut u8, big()) };
+            while !handoff.lock().unwrap().1 {
+                thread::yield_now();
+            }
+            local.flush();
+        })
+    };
+    let b = {
+        let (heap, handoff) = (heap.clone(), handoff.clone());
+        thread::spawn(move || {
+            let local = heap.local();
+            let x = loop {
+                if let Some(x) = handoff.lock().unwrap().0.take() {
+                    break x;
+                }
+                thread::yield_now();
+            };
+            assert_eq!(tagged(x), 0xA);
+            // SAFETY: from this heap with `big()`, handed to us.
+            unsafe { local.dealloc(x as *mut u8, big()) };
+            handoff.lock().unwrap().1 = true;
+            let z = local.alloc(other()) as usize;
+            tag(z, 0xB);
+            assert_eq!(tagged(z), 0xB);
+            // SAFETY: from this heap with `other()`, ours.
+            unsafe { local.dealloc(z as *mut u8, other()) };
+            same_span(x, z)
+        })
+    };
+    a.join().unwrap();
+    let reused = b.join().unwrap();
+    assert_all_back(&heap);
+    reused
+}
+
+/// Both outcomes happen: B's allocation takes the page A emptied (its block
+/// in the span of the block B freed), or a fresh one.
+#[test]
+fn emptied_page_races_late_remote_free() {
+    let outcomes = Outcomes::new();
+    let seen = outcomes.clone();
+    model(move || seen.record(retire_races_remote_free()));
+    outcomes.assert_saw(&[false, true]);
+}
+
+/// The seeded bug: `flush` puts the emptied page in the pool before
+/// unlinking it, and B's allocation formats it meanwhile.
+#[test]
+fn seeded_retire_publishing_first_is_caught() {
+    assert_seeded_race_caught(
+        |on| seeded_page_bug(on.then_some(PageBug::RetirePublishesFirst)),
+        || {
+            retire_races_remote_free();
+        },
+    );
 }
 
 /// One thread claims a run from the free index (best fit: the smallest that

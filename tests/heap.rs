@@ -563,7 +563,7 @@ fn checked_mode_is_transparent_to_correct_use() {
 /// abandoned, with frees still arriving), `trim` takes every page back.
 #[test]
 fn cross_thread_frees_go_back_to_the_owning_pages() {
-    let n = if cfg!(miri) { 500 } else { 200_000 };
+    let n = if cfg!(miri) { 100 } else { 200_000 };
     let heap: Heap = small_heap();
     let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, usize, u8)>(1024);
     std::thread::scope(|s| {
@@ -617,8 +617,12 @@ fn cross_thread_frees_go_back_to_the_owning_pages() {
 #[test]
 fn abandoned_pages_are_adopted_and_empty_pages_reused() {
     let heap: Heap = small_heap();
-    let layout = Layout::from_size_align(64, 8).unwrap();
-    let n = if cfg!(miri) { 300 } else { 20_000 };
+    // 1 KiB blocks, 64 to a page; `n` a multiple of two pages' worth, so
+    // that each of the two heaps below needs whole pages (with a part of a
+    // page left over, one of them would need a new page for its last
+    // blocks: each heap adopts whole pages).
+    let layout = Layout::from_size_align(1024, 8).unwrap();
+    let n = if cfg!(miri) { 256 } else { 20_480 };
     let mapped = || heap.stats().mapped_bytes;
     // One heap allocates n blocks and is dropped with all of them live.
     let a = heap.local();
@@ -626,7 +630,7 @@ fn abandoned_pages_are_adopted_and_empty_pages_reused() {
     assert!(ps.iter().all(|&p| p != 0));
     drop(a);
     let st = heap.stats();
-    let c = st.small.iter().position(|c| c.size == 64).unwrap();
+    let c = st.small.iter().position(|c| c.size == 1024).unwrap();
     assert_eq!(st.small[c].in_use_blocks, n, "{st:?}");
     let before = mapped();
     // Freed from two other threads without a thread heap.

@@ -116,7 +116,15 @@ unsafe fn free_block(p: *mut u8) {
 /// None beyond C's: the block is uninitialised.
 #[no_mangle]
 pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
-    alloc_block(size, MIN_ALIGN, false).cast()
+    // `VvMalloc::malloc` computes the size class once (`alloc_block`
+    // would compute it for `good_size`, then again in `alloc`).
+    let p = VvMalloc::malloc(size);
+    if p.is_null() {
+        set_errno(libc::ENOMEM);
+    } else {
+        recorder::alloc(p, size);
+    }
+    p.cast()
 }
 
 /// C `free`.

@@ -338,21 +338,33 @@ fn next_seq() -> u64 {
     SEQ.fetch_add(1, Ordering::Relaxed)
 }
 
-/// Records an allocation of `size` bytes at `p`.
+/// Records an allocation of `size` bytes at `p`. (The recording itself is
+/// out of line: inlined, it made `malloc` and `free` save registers and
+/// reserve a stack frame on every call, recording or not.)
 #[inline]
 pub(crate) fn alloc(p: *mut u8, size: usize) {
-    if on() {
+    #[cold]
+    #[inline(never)]
+    fn record(p: *mut u8, size: usize) {
         let seq = next_seq();
         push(|t| Record::alloc(seq, t, p as u64, size as u64));
+    }
+    if on() {
+        record(p, size);
     }
 }
 
 /// Records a free of `p`; call before freeing it.
 #[inline]
 pub(crate) fn free(p: *mut u8) {
-    if on() {
+    #[cold]
+    #[inline(never)]
+    fn record(p: *mut u8) {
         let seq = next_seq();
         push(|t| Record::free(seq, t, p as u64));
+    }
+    if on() {
+        record(p);
     }
 }
 

@@ -81,15 +81,37 @@ pub(crate) fn class_of(size: usize, align: usize) -> Option<usize> {
     }
 }
 
-/// `ceil(2^32 / size)` per class: `off * R >> 32 == off / size` exactly for
-/// every `off < 2^16` (the error `off / 2^32 < 2^-16` never crosses an
-/// integer since `size < 2^16`); the free path's check that a pointer is at
-/// a block start costs a multiplication, not a division.
-pub(crate) const RECIPROCALS: [u32; CLASSES] = {
-    let mut r = [0u32; CLASSES];
+/// What the free path needs to check that an offset in a span is a block
+/// start: `ceil(2^64 / size)` and the end of the span's last whole block.
+#[derive(Clone, Copy)]
+pub(crate) struct BlockStarts {
+    divisor: u64,
+    end: u32,
+}
+
+impl BlockStarts {
+    /// Whether `off` (an offset in a span of this class, `< SPAN`) is the
+    /// start of one of its blocks: one multiplication, no division.
+    /// `off` is a multiple of `size` exactly when `off * ceil(2^64 / size)`
+    /// wraps to less than `ceil(2^64 / size)`, for every `off < 2^32`
+    /// (Lemire, Kaser and Kurz, "Faster remainder by direct computation",
+    /// 2019, section 4: the divisibility test with `F = 64`, `N = 32`).
+    #[inline(always)]
+    pub(crate) fn is_start(self, off: usize) -> bool {
+        (off as u64).wrapping_mul(self.divisor) < self.divisor && off < self.end as usize
+    }
+}
+
+/// Per class, see [`BlockStarts`].
+pub(crate) const BLOCK_STARTS: [BlockStarts; CLASSES] = {
+    let mut r = [BlockStarts { divisor: 0, end: 0 }; CLASSES];
     let mut i = 0;
     while i < CLASSES {
-        r[i] = (1u64 << 32).div_ceil(CLASS_SIZES[i] as u64) as u32;
+        let size = CLASS_SIZES[i] as u64;
+        r[i] = BlockStarts {
+            divisor: u64::MAX / size + 1,
+            end: (blocks_per_span(i) as u64 * size) as u32,
+        };
         i += 1;
     }
     r
@@ -101,8 +123,8 @@ pub(crate) const fn blocks_per_span(c: usize) -> usize {
     BLOCKS_PER_SPAN[c] as usize
 }
 
-/// How many blocks a thread cache moves to or from the central heap at once:
-/// 8 KiB worth, at least 4 and at most 64.
+/// How many blocks a page carves from its untouched memory at once: 8 KiB
+/// worth, at least 4 and at most 64.
 #[inline]
 pub(crate) const fn batch(c: usize) -> usize {
     BATCH[c] as usize
@@ -172,13 +194,19 @@ mod tests {
     }
 
     #[test]
-    fn reciprocals_divide_exactly_within_a_span() {
+    fn block_starts_are_found_exactly_within_a_span() {
         // Every offset natively; a sample under Miri (interpreted, slow).
         let step = if cfg!(miri) { 97 } else { 1 };
         for (c, &size) in CLASS_SIZES.iter().enumerate() {
+            let size = size as usize;
+            let blocks = blocks_per_span(c);
             for off in (0..SPAN).step_by(step) {
-                let q = ((off as u64 * RECIPROCALS[c] as u64) >> 32) as usize;
-                assert_eq!(q, off / size as usize, "class {size}, offset {off}");
+                let start = off % size == 0 && off / size < blocks;
+                assert_eq!(
+                    BLOCK_STARTS[c].is_start(off),
+                    start,
+                    "class {size}, offset {off}"
+                );
             }
         }
     }

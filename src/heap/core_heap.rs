@@ -5,7 +5,7 @@ use core::fmt;
 use core::mem::size_of;
 use core::ptr::{self, NonNull};
 
-use super::class::{self, blocks_per_span, CLASSES, CLASS_SIZES, SPAN};
+use super::class::{self, CLASSES, CLASS_SIZES, SPAN};
 use super::index::{FreeIndex, SkipIndex};
 use super::local::LocalHeap;
 use super::os::{self, PAGE};
@@ -399,8 +399,9 @@ impl LargeCache {
 /// The state of a heap that does not depend on its free index.
 pub(crate) struct Core {
     /// Start of the arena's data (after the side table); null until the
-    /// arena is reserved.
-    data: AtomicPtr<u8>,
+    /// arena is reserved. A shim atomic: it publishes the side table (under
+    /// loom, records built of loom cells and atomics).
+    data: crate::sync::AtomicPtr<u8>,
     arena_bytes: usize,
     /// Bytes of the side table in front of the arena's data: a `SpanMeta`
     /// per span, then a `u32` per page holding the page count of the large
@@ -507,7 +508,7 @@ macro_rules! core_new {
         let config: HeapConfig = $config;
         let arena_bytes = config.arena_bytes.next_multiple_of(SPAN);
         Self {
-            data: AtomicPtr::new(ptr::null_mut()),
+            data: crate::sync::AtomicPtr::new(ptr::null_mut()),
             arena_bytes,
             table_bytes: (arena_bytes / SPAN * size_of::<SpanMeta>()
                 + arena_bytes / PAGE * size_of::<AtomicU32>())
@@ -897,11 +898,7 @@ impl Core {
             1..=36 => {
                 let c = kind as usize - 1;
                 let off = p as usize - (data as usize + unit * SPAN);
-                let size = CLASS_SIZES[c] as usize;
-                // off / size by multiplication (exact for off < 2^16 and
-                // size < 2^16; see `class::RECIPROCALS`).
-                let q = ((off as u64 * class::RECIPROCALS[c] as u64) >> 32) as usize;
-                if q * size != off || q >= blocks_per_span(c) {
+                if !class::BLOCK_STARTS[c].is_start(off) {
                     Err("free of a pointer inside a small block (not its start)")
                 } else {
                     Ok(c)

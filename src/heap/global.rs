@@ -2,11 +2,13 @@
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::Cell;
+use core::ptr;
 
-use super::class::class_of;
-use super::core_heap::Heap;
+use super::class::{class_of, CLASS_SIZES};
+use super::core_heap::{good_size, Heap};
 use super::stats::Stats;
 use super::thread_heap::ThreadHeap;
+use super::tls;
 use crate::sync::plain::PlainUnsafeCell;
 
 /// The process heap, shared by every `VvMalloc` value.
@@ -46,6 +48,8 @@ struct ExitGuard;
 impl Drop for ExitGuard {
     fn drop(&mut self) {
         LOCAL.with(|l| {
+            // The fast paths no longer find the cache.
+            tls::set(0);
             l.state.set(BUSY);
             // SAFETY: `BUSY` keeps every other call out of the cache.
             unsafe { &mut *l.bins.get() }.abandon(&HEAP.core);
@@ -104,6 +108,9 @@ fn with_cache<R>(f: impl FnOnce(Option<&mut ThreadHeap>) -> R) -> R {
                 if !registered {
                     return f(None);
                 }
+                // The fast paths find the cache through the thread's word
+                // (see `with_ready_cache`); the exit guard clears it.
+                tls::set(ptr::from_ref(l) as usize);
                 ready
             }
             _ => return f(None),
@@ -121,15 +128,26 @@ fn with_cache<R>(f: impl FnOnce(Option<&mut ThreadHeap>) -> R) -> R {
 /// no call inside it), else returns `None`. For the fast paths alone:
 /// `f` must not allocate or free through the process heap (it does not
 /// mark the cache `BUSY`, to save the two stores).
+///
+/// The cache is found through the thread's word in the static TLS block
+/// ([`tls`]): two instructions, where `LOCAL` costs a call to
+/// `__tls_get_addr` in the preloadable library.
 #[inline(always)]
 fn with_ready_cache<R>(f: impl FnOnce(&mut ThreadHeap) -> R) -> Option<R> {
-    LOCAL.with(|l| {
-        // SAFETY: `READY` means no call on this thread is inside the cache
-        // (a call inside marks it `BUSY`), and `f` makes no call that could
-        // reach it (this function's contract), so this is the only
-        // reference while it lives.
-        (l.state.get() == READY).then(|| f(unsafe { &mut *l.bins.get() }))
-    })
+    let l = tls::get() as *const Local;
+    if l.is_null() {
+        return None;
+    }
+    // SAFETY: a non-null word is this thread's `LOCAL` (set when the cache
+    // was set up, cleared by the exit guard before the cache goes away),
+    // and a thread's thread-locals outlive every call on that thread
+    // before the exit guard runs.
+    let l = unsafe { &*l };
+    // SAFETY: `READY` means no call on this thread is inside the cache (a
+    // call inside marks it `BUSY`), and `f` makes no call that could reach
+    // it (this function's contract), so this is the only reference while
+    // it lives.
+    (l.state.get() == READY).then(|| f(unsafe { &mut *l.bins.get() }))
 }
 
 /// The vvmalloc global allocator: every value is a handle to one process
@@ -188,6 +206,39 @@ impl VvMalloc {
         HEAP.trim()
     }
 
+    /// Allocates at least `size` bytes aligned to 16, as C's `malloc` does:
+    /// the block's usable size (its class size; in checked mode, `size`
+    /// exactly) is what the heap counts as requested, since a C program
+    /// may use all of it (`malloc_usable_size`) and `free` does not say
+    /// how much it asked for. Null when no memory can be had.
+    ///
+    /// The size class is computed once, on the fast path.
+    ///
+    /// ```
+    /// use vvmalloc::VvMalloc;
+    /// let p = VvMalloc::malloc(20);
+    /// assert!(!p.is_null());
+    /// assert_eq!(VvMalloc::usable_size(p), Some(32));
+    /// // SAFETY: `p` came from `VvMalloc::malloc` and is not used again.
+    /// unsafe { VvMalloc::free(p) };
+    /// ```
+    #[inline]
+    pub fn malloc(size: usize) -> *mut u8 {
+        if let Some(c) = class_of(size.max(1), MALLOC_ALIGN) {
+            let p = with_ready_cache(|th| {
+                let p = th.alloc_fast(c);
+                if !p.is_null() {
+                    th.requested += CLASS_SIZES[c] as isize;
+                }
+                p
+            });
+            if let Some(p) = p.filter(|p| !p.is_null()) {
+                return p;
+            }
+        }
+        malloc_slow(size)
+    }
+
     /// Frees a block of the process heap without its size, as C's `free`
     /// does (through this thread's cache); null is ignored. See
     /// [`Heap::free`].
@@ -200,11 +251,10 @@ impl VvMalloc {
     pub unsafe fn free(p: *mut u8) {
         // SAFETY: the caller's contract; the fast path takes no lock and
         // makes no allocation.
-        if with_ready_cache(|th| unsafe { HEAP.free_fast(th, p, None) }) == Some(true) {
-            return;
+        if with_ready_cache(|th| unsafe { HEAP.free_fast(th, p, None) }) != Some(true) {
+            // SAFETY: the caller's contract.
+            unsafe { free_slow(p) }
         }
-        // SAFETY: the caller's contract.
-        with_cache(|bins| unsafe { HEAP.release_in(bins, p, None) })
     }
 
     /// The usable size of a block of the process heap; see
@@ -230,24 +280,22 @@ impl VvMalloc {
 unsafe impl GlobalAlloc for VvMalloc {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let Some(c) = class_of(layout.size().max(1), layout.align()) else {
-            return HEAP.alloc(layout);
-        };
         // The fast path: a pop from the page allocations of the class come
-        // from (nothing in it allocates).
-        let p = with_ready_cache(|th| {
-            let p = th.alloc_fast(c);
-            if !p.is_null() {
-                th.requested += layout.size() as isize;
+        // from (nothing in it allocates). Everything else is out of line,
+        // so that the fast path saves few registers.
+        if let Some(c) = class_of(layout.size().max(1), layout.align()) {
+            let p = with_ready_cache(|th| {
+                let p = th.alloc_fast(c);
+                if !p.is_null() {
+                    th.requested += layout.size() as isize;
+                }
+                p
+            });
+            if let Some(p) = p.filter(|p| !p.is_null()) {
+                return p;
             }
-            p
-        });
-        match p {
-            Some(p) if !p.is_null() => p,
-            // (The checked mode, and the first allocation, which decides it,
-            // take the general path.)
-            _ => with_cache(|bins| HEAP.alloc_in(bins, layout)),
         }
+        alloc_slow(layout)
     }
 
     #[inline]
@@ -265,15 +313,9 @@ unsafe impl GlobalAlloc for VvMalloc {
         // to its page (nothing in it allocates).
         // SAFETY: `GlobalAlloc::dealloc`'s contract is ours.
         let done = with_ready_cache(|th| unsafe { HEAP.free_fast(th, p, Some(layout.size())) });
-        if done == Some(true) {
-            return;
-        }
-        if class_of(layout.size().max(1), layout.align()).is_some() {
+        if done != Some(true) {
             // SAFETY: as above.
-            with_cache(|bins| unsafe { HEAP.dealloc_in(bins, p, layout) })
-        } else {
-            // SAFETY: as above.
-            unsafe { HEAP.dealloc(p, layout) }
+            unsafe { dealloc_slow(p, layout) }
         }
     }
 
@@ -287,4 +329,64 @@ unsafe impl GlobalAlloc for VvMalloc {
             unsafe { HEAP.realloc(p, layout, new_size) }
         }
     }
+}
+
+/// `alloc` beyond the fast path: the slow path of the thread heap, large
+/// and huge blocks, the checked mode, and the first allocation (which
+/// decides it).
+#[cold]
+#[inline(never)]
+fn alloc_slow(layout: Layout) -> *mut u8 {
+    if class_of(layout.size().max(1), layout.align()).is_some() {
+        with_cache(|bins| HEAP.alloc_in(bins, layout))
+    } else {
+        HEAP.alloc(layout)
+    }
+}
+
+/// `dealloc` beyond the fast path.
+///
+/// # Safety
+///
+/// As for `GlobalAlloc::dealloc`.
+#[cold]
+#[inline(never)]
+unsafe fn dealloc_slow(p: *mut u8, layout: Layout) {
+    if class_of(layout.size().max(1), layout.align()).is_some() {
+        // SAFETY: the caller's contract.
+        with_cache(|bins| unsafe { HEAP.dealloc_in(bins, p, layout) })
+    } else {
+        // SAFETY: as above.
+        unsafe { HEAP.dealloc(p, layout) }
+    }
+}
+
+/// `malloc`'s alignment: that of `max_align_t` on x86-64 and AArch64.
+const MALLOC_ALIGN: usize = 16;
+
+/// `VvMalloc::malloc` beyond the fast path.
+#[cold]
+#[inline(never)]
+fn malloc_slow(size: usize) -> *mut u8 {
+    let n = if VvMalloc::is_checked() {
+        Some(size.max(1))
+    } else {
+        good_size(size, MALLOC_ALIGN)
+    };
+    match n.and_then(|n| Layout::from_size_align(n, MALLOC_ALIGN).ok()) {
+        Some(l) => alloc_slow(l),
+        None => ptr::null_mut(),
+    }
+}
+
+/// `VvMalloc::free` beyond the fast path.
+///
+/// # Safety
+///
+/// As for `VvMalloc::free`.
+#[cold]
+#[inline(never)]
+unsafe fn free_slow(p: *mut u8) {
+    // SAFETY: the caller's contract.
+    with_cache(|bins| unsafe { HEAP.release_in(bins, p, None) })
 }

@@ -128,6 +128,8 @@ mod page;
 mod pool;
 mod stats;
 mod thread_heap;
+#[cfg(not(loom))]
+mod tls;
 
 #[cfg(not(loom))]
 mod global;
@@ -142,6 +144,9 @@ pub use stats::{ClassStats, Stats};
 pub use global::VvMalloc;
 #[cfg(loom)]
 pub use loom_build::VvMalloc;
+#[cfg(loom)]
+#[doc(hidden)]
+pub use thread_heap::{seeded_page_bug, PageBug};
 
 /// The loom build has no process heap (loom's atomics need a running model,
 /// and a `static` heap would be built outside any). So that code naming

@@ -27,6 +27,8 @@ use super::core_heap::Core;
 use super::page::{set_next, SpanMeta, FULL, LISTED};
 use crate::sync::plain::AtomicUsize;
 use crate::sync::Ordering;
+#[cfg(not(loom))]
+use seeded::PageBug;
 
 /// Thread heap ids; 0 is "no thread heap".
 static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
@@ -192,7 +194,7 @@ impl ThreadHeap {
         debug_assert!(self.id != 0);
         // Relaxed: see `SpanMeta::owner`: only we write our id there.
         let owner = m.owner.load(Ordering::Relaxed);
-        if owner == self.id {
+        if owner == self.id || seeded::is(PageBug::OwnerCheckSkipped) {
             // SAFETY: the page is ours; the block is free now (contract).
             let (used, state) = unsafe {
                 m.own(|o| {
@@ -207,14 +209,33 @@ impl ThreadHeap {
             }
         } else {
             // SAFETY: the caller's contract.
-            unsafe { m.free_remote(p) };
-            self.remote[c] += 1;
-            if self.remote[c] >= REMOTE_REPORT {
-                self.report_remote(core, c);
-            }
-            if owner == 0 {
-                core.orphan_free(c);
-            }
+            unsafe { self.free_remote(core, c, m, p, owner) };
+        }
+    }
+
+    /// A free into a page another heap owns (or none does). Out of line, so
+    /// that the owner's path saves few registers.
+    ///
+    /// # Safety
+    ///
+    /// As for [`free`](Self::free).
+    #[inline(never)]
+    unsafe fn free_remote(
+        &mut self,
+        core: &Core,
+        c: usize,
+        m: &SpanMeta,
+        p: *mut u8,
+        owner: usize,
+    ) {
+        // SAFETY: the caller's contract.
+        unsafe { m.free_remote(p) };
+        self.remote[c] += 1;
+        if self.remote[c] >= REMOTE_REPORT {
+            self.report_remote(core, c);
+        }
+        if owner == 0 {
+            core.orphan_free(c);
         }
     }
 
@@ -352,8 +373,13 @@ impl ThreadHeap {
                     page.collect();
                     core.report(c, page);
                     if page.own(|o| o.used) == 0 {
-                        self.pages[c].unlink(m);
-                        core.retire_page(c, page);
+                        if seeded::is(PageBug::RetirePublishesFirst) {
+                            core.retire_page(c, page);
+                            self.pages[c].unlink(m);
+                        } else {
+                            self.pages[c].unlink(m);
+                            core.retire_page(c, page);
+                        }
                     }
                     m = next;
                 }
@@ -371,11 +397,76 @@ impl ThreadHeap {
                     let mp = list.head;
                     // SAFETY: our page; after `abandon` we never touch it.
                     unsafe {
-                        list.unlink(mp);
-                        core.abandon(c, &*mp);
+                        if seeded::is(PageBug::AbandonPublishesFirst) {
+                            core.abandon(c, &*mp);
+                            list.unlink(mp);
+                        } else {
+                            list.unlink(mp);
+                            core.abandon(c, &*mp);
+                        }
                     }
                 }
             }
         }
+    }
+}
+
+/// The seeded bugs of the page protocol, one at a time, for the loom models
+/// (`loom_tests/heap.rs`) to catch. Each moves or drops one step of the
+/// protocol.
+#[cfg(loom)]
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PageBug {
+    /// A free takes the owner's path whatever the page's `owner` says: a
+    /// remote free writes the owner's part under the owner's feet.
+    OwnerCheckSkipped,
+    /// `abandon` pushes a page on the shared stack before unlinking it
+    /// from the heap's list (which writes the page's owner's part): the
+    /// adopter's writes race the unlink.
+    AbandonPublishesFirst,
+    /// `flush` puts an emptied page in the pool before unlinking it: the
+    /// page's next taker formats it while the unlink writes it.
+    RetirePublishesFirst,
+}
+
+/// Switches the seeded bug `bug` on (`None`: off) for the calling test's
+/// loom models.
+#[cfg(loom)]
+#[doc(hidden)]
+pub fn seeded_page_bug(bug: Option<PageBug>) {
+    seeded::BUG.with(|b| b.set(bug));
+}
+
+#[cfg(loom)]
+mod seeded {
+    use core::cell::Cell;
+
+    use super::PageBug;
+
+    // std's thread-local: loom runs a model's threads on the OS thread of
+    // the test that started it, so the switch is that test's alone.
+    thread_local! {
+        pub(super) static BUG: Cell<Option<PageBug>> = const { Cell::new(None) };
+    }
+
+    pub(super) fn is(bug: PageBug) -> bool {
+        BUG.with(Cell::get) == Some(bug)
+    }
+}
+
+/// Outside loom no bug is seeded, and the tests fold away.
+#[cfg(not(loom))]
+mod seeded {
+    #[derive(Clone, Copy)]
+    pub(super) enum PageBug {
+        OwnerCheckSkipped,
+        AbandonPublishesFirst,
+        RetirePublishesFirst,
+    }
+
+    #[inline(always)]
+    pub(super) fn is(_: PageBug) -> bool {
+        false
     }
 }
