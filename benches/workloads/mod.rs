@@ -219,6 +219,18 @@ fn touch_range(p: *mut u8, from: usize, to: usize) {
 
 /// Small-object churn: each thread holds up to 16384 blocks of 16–512 bytes
 /// and frees or allocates one at random.
+/// The fast path alone: a 32-byte block allocated, written and freed at
+/// once, over and over; one operation per pair.
+pub fn pair(a: &mut dyn ThreadAlloc, b: &Budget) {
+    let mut c = Counter::new();
+    while b.more(&c) {
+        let p = alloc(a, 32, 8);
+        // SAFETY: allocated just above with (32, 8).
+        unsafe { free(a, p, 32, 8) };
+        c.op(0);
+    }
+}
+
 pub fn churn(a: &mut dyn ThreadAlloc, seed: u64, b: &Budget) {
     let mut rng = Rng(seed);
     let mut slots: Vec<(*mut u8, usize)> = vec![(std::ptr::null_mut(), 0); 16384];
@@ -591,6 +603,7 @@ fn largefrag(a: &mut dyn ThreadAlloc, seed: u64, b: &Budget) {
 
 #[derive(Clone, Copy, PartialEq, Debug)]
 pub enum Workload {
+    Pair,
     Churn,
     ProducerConsumer,
     Mixed,
@@ -614,7 +627,8 @@ impl Workload {
     ];
 
     /// The report's suite: the classic allocator stress tests.
-    pub const SUITE: [Workload; 9] = [
+    pub const SUITE: [Workload; 10] = [
+        Workload::Pair,
         Workload::Larson,
         Workload::Xmalloc,
         Workload::CacheScratch,
@@ -626,7 +640,8 @@ impl Workload {
         Workload::LargeFrag,
     ];
 
-    const EVERY: [Workload; 11] = [
+    const EVERY: [Workload; 12] = [
+        Workload::Pair,
         Workload::Churn,
         Workload::ProducerConsumer,
         Workload::Mixed,
@@ -642,6 +657,7 @@ impl Workload {
 
     pub fn name(self) -> &'static str {
         match self {
+            Workload::Pair => "malloc/free pair (32 bytes: the fast path alone)",
             Workload::Churn => "small-object churn",
             Workload::ProducerConsumer => "producer/consumer",
             Workload::Mixed => "mixed sizes + large",
@@ -659,6 +675,7 @@ impl Workload {
     /// A short name for command lines and CSV.
     pub fn key(self) -> &'static str {
         match self {
+            Workload::Pair => "pair",
             Workload::Churn => "churn",
             Workload::ProducerConsumer => "prodcons",
             Workload::Mixed => "mixed",
@@ -766,6 +783,7 @@ fn drive(w: Workload, a: &dyn ReplayAlloc, threads: usize, b: &Budget) -> f64 {
                 start_line.wait();
                 let seed = seed_of(t);
                 match w {
+                    Workload::Pair => pair(h, b),
                     Workload::Churn => churn(h, seed, b),
                     Workload::Mixed => mixed(h, seed, b),
                     Workload::ReallocGrowth => realloc_growth(h, seed, b),

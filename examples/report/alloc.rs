@@ -231,6 +231,29 @@ pub(crate) fn run(cfg: &Cfg) -> String {
             md += "\n";
         }
     }
+    if cfg.workloads.contains(&Workload::Pair) {
+        let _ = write!(
+            md,
+            "\nThe fast path alone (`pair`: a 32-byte malloc/free pair, over and over), ns per pair per thread:\n\n| threads |{}\n|---|{}\n",
+            cfg.allocs.iter().map(|a| format!(" {a} |")).collect::<String>(),
+            "---:|".repeat(cfg.allocs.len())
+        );
+        for &t in &cfg.threads {
+            let _ = write!(md, "| {t} |");
+            for a in &cfg.allocs {
+                match rows
+                    .iter()
+                    .find(|r| r.w == Workload::Pair && r.threads == t && r.alloc == *a)
+                {
+                    Some(r) => {
+                        let _ = write!(md, " {:.1} |", 1e3 * t as f64 / r.run.mops);
+                    }
+                    None => md += " failed |",
+                }
+            }
+            md += "\n";
+        }
+    }
     let top = *cfg.threads.iter().max().unwrap_or(&1);
     let _ = write!(
         md,

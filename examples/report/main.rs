@@ -8,7 +8,7 @@
 //! cargo run --release --example report -- --help
 //! ```
 //!
-//! Three parts:
+//! Four parts:
 //!
 //! 1. **alloc**: the allocator suite (`benches/workloads`: larson, xmalloc,
 //!    cache-scratch, cache-thrash, threadtest, churn, sh6bench-like, realloc
@@ -17,11 +17,16 @@
 //!    glibc, jemalloc, mimalloc and snmalloc, at each thread count. Every run is a
 //!    child process of its own, so that its peak resident memory is its
 //!    own. Throughput, peak RSS growth and the workload's peak live bytes.
-//! 2. **structures**: the Treiber stack, the list and the skip list under
+//! 2. **c**: the small-object workloads as a C program
+//!    (`benches/c/workloads.c`) under glibc and each preloadable allocator
+//!    found (`LD_PRELOAD`: `libvvmalloc.so`, Debian's jemalloc, mimalloc,
+//!    tcmalloc): the C front door. Builds the program with `cc` and the
+//!    library with `cargo build --release -p vvmalloc-preload`.
+//! 3. **structures**: the Treiber stack, the list and the skip list under
 //!    each reclamation scheme against their peers (`benches/common/targets.rs`,
 //!    the same targets as the criterion benches), throughput per thread
 //!    count.
-//! 3. **reclamation**: the read cost of each scheme (read-only lookups,
+//! 4. **reclamation**: the read cost of each scheme (read-only lookups,
 //!    against the `Leak` scheme that protects nothing), and the garbage
 //!    bound: a thread stalls holding a `Ref` (a pinned epoch, or a hazard
 //!    pointer) while others remove at a fixed rate; unreclaimed nodes over
@@ -44,6 +49,8 @@ mod common;
 
 #[cfg(not(loom))]
 mod alloc;
+#[cfg(not(loom))]
+mod c_front;
 #[cfg(not(loom))]
 mod plot;
 #[cfg(not(loom))]
@@ -71,7 +78,7 @@ OPTIONS:
                            threads): the whole report in under 5 minutes
                            on 2 cores
         --out DIR          the results folder [default: results]
-        --parts LIST       alloc,structures,reclamation [default: all]
+        --parts LIST       alloc,c,structures,reclamation [default: all]
     -t, --threads LIST     thread counts [default: 1,2,4,... up to the
                            number of CPUs; --quick: 1,2]
         --secs S           seconds per run [default: 1; --quick: 0.25]
@@ -81,9 +88,12 @@ OPTIONS:
                            vv-skiplist-epoch, vv-skiplist-hazard,
                            vv-list-epoch, vv-list-hazard, vv-btree,
                            glibc, jemalloc, mimalloc, snmalloc
-    -w, --workloads LIST   allocator workloads [default: all]: larson,
+    -w, --workloads LIST   allocator workloads [default: all]: pair, larson,
                            xmalloc, cache-scratch, cache-thrash,
                            threadtest, churn, sh6bench, realloc, largefrag
+                           (the C part runs those of them it has; its
+                           allocators are glibc and the preloadable
+                           libraries found, whatever --alloc says)
     -h, --help             this text
 
 WRITES (in the results folder):
@@ -93,6 +103,8 @@ WRITES (in the results folder):
     alloc.csv                  workload,threads,allocator,mops,ratio,rss,live
     alloc-throughput.svg       throughput vs threads, one panel per workload
     alloc-rss.svg              peak RSS growth vs threads
+    c.csv                      the C part: workload,threads,allocator,
+                               mops,ratio,rss
     structures.csv, .svg       structure throughput vs threads
     reclamation-read.csv, .svg read-only throughput per scheme
     reclamation-garbage.csv    unreclaimed nodes over time (stalled guard)
@@ -135,7 +147,7 @@ WRITES (in the results folder):
     fn parse(args: &[String]) -> Cfg {
         let mut quick = false;
         let mut out = PathBuf::from("results");
-        let mut parts = list("alloc,structures,reclamation");
+        let mut parts = list("alloc,c,structures,reclamation");
         let (mut threads, mut secs, mut reps) = (None, None, None);
         let mut allocs: Vec<String> = ALLOCATORS.iter().map(|s| s.to_string()).collect();
         let mut workloads = Workload::SUITE.to_vec();
@@ -202,7 +214,7 @@ WRITES (in the results folder):
             }
         }
         for p in &parts {
-            if !["alloc", "structures", "reclamation"].contains(&p.as_str()) {
+            if !["alloc", "c", "structures", "reclamation"].contains(&p.as_str()) {
                 die(&format!("unknown part {p:?}"));
             }
         }
@@ -329,6 +341,7 @@ WRITES (in the results folder):
             let t0 = Instant::now();
             let body = match part.as_str() {
                 "alloc" => crate::alloc::run(&cfg),
+                "c" => crate::c_front::run(&cfg),
                 "structures" => crate::structures::run(&cfg),
                 _ => crate::reclamation::run(&cfg),
             };
@@ -342,7 +355,7 @@ WRITES (in the results folder):
         // report.md: every part's tables found in the folder, so that a
         // part rerun alone (`--parts`) updates its section only.
         let mut md = String::from("# vvmalloc benchmark report\n");
-        for part in ["alloc", "structures", "reclamation"] {
+        for part in ["alloc", "c", "structures", "reclamation"] {
             if let Ok(text) = std::fs::read_to_string(cfg.out.join(format!("{part}.md"))) {
                 md += &text;
             }
