@@ -1534,7 +1534,9 @@ impl<I: FreeIndex> Heap<I> {
                 let orphan = m.owner.load(Ordering::Relaxed) == 0;
                 // SAFETY: the caller's contract.
                 unsafe { m.free_remote(p) };
-                self.core.remote_freed(c, 1);
+                // The page's owner does not count the block when it
+                // collects it: we do.
+                self.core.add_in_use(c, -1);
                 if orphan {
                     self.core.orphan_free(c);
                 }

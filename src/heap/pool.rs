@@ -129,13 +129,30 @@ impl Core {
     #[inline]
     pub(crate) unsafe fn report(&self, c: usize, m: &SpanMeta) {
         // SAFETY: the caller's contract.
-        let delta = unsafe {
+        let delta = unsafe { self.take_page_counts(m) };
+        self.add_in_use(c, delta as isize);
+    }
+
+    /// The page's allocations minus frees since they were last taken.
+    ///
+    /// # Safety
+    ///
+    /// The caller owns the page.
+    #[inline]
+    pub(crate) unsafe fn take_page_counts(&self, m: &SpanMeta) -> i32 {
+        // SAFETY: the caller's contract.
+        unsafe {
             m.own(|o| {
-                let d = o.used.wrapping_sub(o.reported) as i32 as isize;
+                let d = o.used.wrapping_sub(o.reported) as i32;
                 o.reported = o.used;
                 d
             })
-        };
+        }
+    }
+
+    /// Adds `delta` blocks to class `c`'s count of blocks in use.
+    #[inline]
+    pub(crate) fn add_in_use(&self, c: usize, delta: isize) {
         if delta != 0 {
             // Relaxed: a statistic.
             self.pages[c].in_use.fetch_add(delta, Ordering::Relaxed);
@@ -183,16 +200,6 @@ impl Core {
         m.owner.store(0, Ordering::Relaxed);
         // SAFETY: the record is ours (contract); records are type-stable.
         unsafe { self.pages[c].abandoned.push(link_of(m)) };
-    }
-
-    /// Counts `n` remote frees of class `c` in the statistics (the pages'
-    /// owners do not count them when they collect them).
-    #[inline]
-    pub(crate) fn remote_freed(&self, c: usize, n: usize) {
-        // Relaxed: a statistic.
-        self.pages[c]
-            .in_use
-            .fetch_sub(n as isize, Ordering::Relaxed);
     }
 
     /// Counts a free into a page that no thread heap owned when looked at.

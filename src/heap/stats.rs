@@ -7,9 +7,11 @@ use super::class::CLASSES;
 pub struct ClassStats {
     /// The class's block size.
     pub size: usize,
-    /// Blocks handed out and not freed. Thread caches report their counts
-    /// when they exchange a batch or are flushed, so this lags by at most a
-    /// few batches per thread.
+    /// Blocks handed out and not freed. Thread heaps count per page, and
+    /// add their counts to this once they reach 256 blocks either way (or
+    /// when they are flushed or go away), so this lags by less than 256
+    /// blocks per thread heap, plus the counts of the pages each heap
+    /// allocates from.
     pub in_use_blocks: usize,
     /// Spans of 64 KiB the class holds.
     pub spans: usize,
@@ -17,9 +19,10 @@ pub struct ClassStats {
 
 /// A heap's statistics, from [`Heap::stats`](super::Heap::stats).
 ///
-/// The counters are kept on the slow paths and by the thread caches in
-/// batches, so they are cheap enough to leave on; they are a snapshot of
-/// counters updated concurrently, not a consistent cut.
+/// The counters are kept on the slow paths and by the thread heaps in
+/// batches (see [`ClassStats::in_use_blocks`]; requested bytes likewise,
+/// from 1 MiB), so they are cheap enough to leave on; they are a snapshot
+/// of counters updated concurrently, not a consistent cut.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stats {
     /// Bytes the program asked for and has not freed.

@@ -36,9 +36,16 @@ static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
 /// Full pages a slow path looks at for blocks given back, oldest first.
 const SCAN: usize = 4;
 
-/// Remote frees through a heap are added to the statistics in batches of
-/// this many (and at every flush).
-const REMOTE_REPORT: u32 = 64;
+/// A heap's changes to a class's count of blocks in use (its pages'
+/// allocations and frees, its remote frees) reach the heap's statistics
+/// once they add up to this many blocks either way (and at every flush):
+/// the counts are shared by every thread, and updating them on each slow
+/// path made the threads of a small-object churn fight over their cache
+/// lines.
+const IN_USE_REPORT: i32 = 256;
+
+/// Likewise for the bytes requested, in bytes.
+const REQUESTED_REPORT: isize = 1 << 20;
 
 /// A list of pages, linked through their owner's parts.
 #[derive(Clone, Copy)]
@@ -133,9 +140,9 @@ pub(crate) struct ThreadHeap {
     pages: [PageList; CLASSES],
     /// Per class: the full pages, newest first.
     full: [PageList; CLASSES],
-    /// Per class: remote frees through this heap not yet counted in the
-    /// heap's statistics.
-    remote: [u32; CLASSES],
+    /// Per class: the change to the count of blocks in use not yet added
+    /// to the heap's statistics (see [`IN_USE_REPORT`]).
+    in_use: [i32; CLASSES],
     /// Bytes requested minus bytes freed through this heap since the last
     /// report to the heap's statistics.
     pub(crate) requested: isize,
@@ -148,7 +155,7 @@ impl ThreadHeap {
             id: 0,
             pages: [PageList::EMPTY; CLASSES],
             full: [PageList::EMPTY; CLASSES],
-            remote: [0; CLASSES],
+            in_use: [0; CLASSES],
             requested: 0,
         }
     }
@@ -230,10 +237,8 @@ impl ThreadHeap {
     ) {
         // SAFETY: the caller's contract.
         unsafe { m.free_remote(p) };
-        self.remote[c] += 1;
-        if self.remote[c] >= REMOTE_REPORT {
-            self.report_remote(core, c);
-        }
+        // The owner does not count the block when it collects it: we do.
+        self.add_in_use(core, c, -1);
         if owner == 0 {
             core.orphan_free(c);
         }
@@ -254,7 +259,7 @@ impl ThreadHeap {
             }
             if used == 0 && self.pages[c].head != mp {
                 self.pages[c].unlink(mp);
-                core.report(c, m);
+                self.take_counts(core, c, m);
                 core.retire_page(c, m);
             }
         }
@@ -264,8 +269,9 @@ impl ThreadHeap {
     #[inline(never)]
     fn alloc_slow(&mut self, core: &Core, c: usize) -> *mut u8 {
         debug_assert!(self.id != 0);
-        self.report_requested(core);
-        self.report_remote(core, c);
+        if self.requested.abs() >= REQUESTED_REPORT {
+            self.report_requested(core);
+        }
         let Some(data) = core.arena() else {
             return ptr::null_mut();
         };
@@ -276,7 +282,7 @@ impl ThreadHeap {
             let mut m = self.pages[c].head;
             while let Some(page) = m.as_ref() {
                 let next = page.own(|o| o.next);
-                core.report(c, page);
+                self.take_counts(core, c, page);
                 if page.refill(c, core.span_of(data, page)) {
                     if self.pages[c].head != m {
                         self.pages[c].unlink(m);
@@ -295,7 +301,7 @@ impl ThreadHeap {
                 let Some(page) = m.as_ref() else { break };
                 self.full[c].unlink(m);
                 if page.collect() > 0 {
-                    core.report(c, page);
+                    self.take_counts(core, c, page);
                     page.own(|o| o.state = LISTED);
                     self.pages[c].push_front(m);
                     return page.pop();
@@ -312,7 +318,7 @@ impl ThreadHeap {
                     o.prev = ptr::null_mut();
                 });
                 let ok = page.refill(c, core.span_of(data, page));
-                core.report(c, page);
+                self.take_counts(core, c, page);
                 if ok {
                     page.own(|o| o.state = LISTED);
                     self.pages[c].push_front(mp);
@@ -332,11 +338,33 @@ impl ThreadHeap {
         }
     }
 
-    /// Reports the remote frees of class `c` through this heap.
-    fn report_remote(&mut self, core: &Core, c: usize) {
-        if self.remote[c] != 0 {
-            core.remote_freed(c, self.remote[c] as usize);
-            self.remote[c] = 0;
+    /// Moves the page's allocations and frees since it was last looked at
+    /// into this heap's pending count for class `c`.
+    ///
+    /// # Safety
+    ///
+    /// The page is ours.
+    unsafe fn take_counts(&mut self, core: &Core, c: usize, m: &SpanMeta) {
+        // SAFETY: the caller's contract.
+        let delta = unsafe { core.take_page_counts(m) };
+        self.add_in_use(core, c, delta);
+    }
+
+    /// Adds `delta` to class `c`'s pending count, reporting it when it is
+    /// large enough.
+    #[inline]
+    fn add_in_use(&mut self, core: &Core, c: usize, delta: i32) {
+        self.in_use[c] += delta;
+        if self.in_use[c].abs() >= IN_USE_REPORT {
+            self.report_in_use(core, c);
+        }
+    }
+
+    /// Adds class `c`'s pending count to the heap's statistics.
+    fn report_in_use(&mut self, core: &Core, c: usize) {
+        if self.in_use[c] != 0 {
+            core.add_in_use(c, self.in_use[c] as isize);
+            self.in_use[c] = 0;
         }
     }
 
@@ -355,7 +383,6 @@ impl ThreadHeap {
         // SAFETY: for the whole block: every page on our lists is ours.
         unsafe {
             for c in 0..CLASSES {
-                self.report_remote(core, c);
                 let mut m = self.full[c].head;
                 while let Some(page) = m.as_ref() {
                     let next = page.own(|o| o.next);
@@ -364,14 +391,14 @@ impl ThreadHeap {
                         page.own(|o| o.state = LISTED);
                         self.pages[c].push_front(m);
                     }
-                    core.report(c, page);
+                    self.take_counts(core, c, page);
                     m = next;
                 }
                 let mut m = self.pages[c].head;
                 while let Some(page) = m.as_ref() {
                     let next = page.own(|o| o.next);
                     page.collect();
-                    core.report(c, page);
+                    self.take_counts(core, c, page);
                     if page.own(|o| o.used) == 0 {
                         if seeded::is(PageBug::RetirePublishesFirst) {
                             core.retire_page(c, page);
@@ -383,6 +410,7 @@ impl ThreadHeap {
                     }
                     m = next;
                 }
+                self.report_in_use(core, c);
             }
         }
     }
