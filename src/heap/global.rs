@@ -215,7 +215,8 @@ impl VvMalloc {
     /// The size class is computed once, on the fast path.
     ///
     /// ```
-    /// # if cfg!(miri) { return; } // no 64 GiB reservation under Miri (see `VvMalloc`)
+    /// # // No 64 GiB reservation under Miri, no process heap under loom (see `VvMalloc`):
+    /// # if cfg!(miri) || vvmalloc::LOOM_BUILD { return; }
     /// use vvmalloc::VvMalloc;
     /// let p = VvMalloc::malloc(20);
     /// assert!(!p.is_null());

@@ -182,6 +182,28 @@ mod loom_build {
         pub const fn new() -> Self {
             VvMalloc
         }
+
+        /// C's `malloc` (forwarded).
+        pub fn malloc(size: usize) -> *mut u8 {
+            // SAFETY: `malloc` has no preconditions.
+            unsafe { libc::malloc(size) }.cast()
+        }
+
+        /// C's `free` (forwarded).
+        ///
+        /// # Safety
+        ///
+        /// `p` is null or came from [`VvMalloc::malloc`], not used after.
+        pub unsafe fn free(p: *mut u8) {
+            // SAFETY: the caller's contract.
+            unsafe { libc::free(p.cast()) }
+        }
+
+        /// C's `malloc_usable_size` (forwarded).
+        pub fn usable_size(p: *const u8) -> Option<usize> {
+            // SAFETY: the caller passes a block of `malloc` (or null).
+            Some(unsafe { libc::malloc_usable_size(p.cast_mut().cast()) })
+        }
     }
 
     // SAFETY: forwards every call to `System` unchanged.
