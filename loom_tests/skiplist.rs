@@ -171,6 +171,24 @@ fn insert_races_remove_same_key<R: Reclaim>() {
     );
 }
 
+/// A remove of a two-level entry racing an insert of the same key. The
+/// insert's search can pass level 1 while the old node is still there and
+/// reach level 0 after the remove marked it: the insert then links its own
+/// node at level 0, and at level 1 it must not link in front of the old
+/// node, whose remover's clean-up search stops at the first live node of
+/// the key and would leave the old node linked there after its retire.
+/// (This was a real bug of the recorded-successor fast path in
+/// `link_upper`, found by a hang in the report's skip-list benchmark.
+/// Only epochs take that path, so only the epoch module runs it: with
+/// hazard pointers the model takes 90 s and checks the plain search path
+/// that `insert_races_remove_same_key` covers.)
+fn remove_races_reinsert_same_key<R: Reclaim>() {
+    run::<R>(
+        &[TryInsert(1, 0, 2)],
+        &[vec![Remove(1)], vec![Insert(1, 1, 2)]],
+    );
+}
+
 /// Two inserts of one key: exactly one wins, and its value stays.
 fn try_insert_same_key<R: Reclaim>() {
     run::<R>(&[], &[vec![TryInsert(1, 0, 2)], vec![TryInsert(1, 1, 1)]]);
@@ -234,6 +252,7 @@ mod epoch {
     models!(
         Epoch: neighbour_inserts_at_levels,
         insert_races_remove_same_key,
+        remove_races_reinsert_same_key,
         try_insert_same_key,
         replace_races_get,
         pop_first_races_pop_first,

@@ -62,7 +62,13 @@
 //! 1/2). With epochs the pinned guard keeps every node a search passed from
 //! being freed, so an insert links its upper levels through the
 //! predecessors its first search recorded, as Herlihy and Shavit do, and
-//! searches again only when a CAS fails. A search also skips protecting and
+//! searches again only when a CAS fails or a recorded successor has been
+//! marked since. (That check matters for a successor with the inserted key:
+//! an older entry removed between the search and the level-0 link. Linked
+//! in front of it, the new node would stop its remover's clean-up search,
+//! which ends at the first live node of the key, short of it; the old node
+//! stayed linked after its retire. The loom model
+//! `remove_races_reinsert_same_key` shows the race.) A search also skips protecting and
 //! comparing a node it already stopped at on the level above, and never
 //! protects the successor of the node it stops at.
 //!
@@ -1119,14 +1125,38 @@ where
             let mut recorded =
                 R::GUARD_PROTECTS_ALL && (c.recorded.0..=c.recorded.1).contains(&level);
             loop {
-                let (pred_tower, succ) = if recorded {
+                let pair = if recorded {
                     recorded = false;
                     // SAFETY: the last search wrote every level in
                     // `c.recorded` (the scheme protects all, checked above).
-                    unsafe { (c.preds[level].assume_init(), c.succs[level].assume_init()) }
+                    Some(unsafe { (c.preds[level].assume_init(), c.succs[level].assume_init()) })
                 } else {
-                    self.search(c, |k| k >= key, level);
-                    (c.pred_tower, c.curr)
+                    None
+                };
+                // A recorded successor removed since the search must not get
+                // our node in front of it: if it has our key (an older entry
+                // removed before our level-0 link), its remover's clean-up
+                // search stops at our node, the first live one of the key,
+                // and would leave it linked here after its retire. A search
+                // unlinks it instead.
+                let pair = pair.filter(|&(_, succ)| {
+                    succ.is_null() || {
+                        // SAFETY: recorded at `level`, so its height exceeds
+                        // `level`; the pinned guard keeps it from being freed.
+                        let next = unsafe { Node::next(succ, level) };
+                        // Relaxed: coherence suffices. An older entry of our
+                        // key was marked at every level before our level-0
+                        // search saw it marked or unlinked (through Acquire
+                        // loads), so that mark happens before this load.
+                        !is_marked(next.load(Ordering::Relaxed))
+                    }
+                });
+                let (pred_tower, succ) = match pair {
+                    Some(pair) => pair,
+                    None => {
+                        self.search(c, |k| k >= key, level);
+                        (c.pred_tower, c.curr)
+                    }
                 };
                 // Relaxed: the CAS below validates it; only we set it
                 // unmarked.
