@@ -19,11 +19,16 @@
 //! the class size does not divide it: at most 8 KiB of 64 (12.5%, for the
 //! 14 336-byte class), under 2% for classes up to 1 KiB.
 
+use super::os::{self, PAGE};
+
 /// Bytes of a span: the unit the small heap carves into blocks of one class.
 pub const SPAN: usize = 64 * 1024;
 
 /// The largest small size.
 pub const SMALL_MAX: usize = 16 * 1024;
+
+/// Requests of this many bytes or more get a mapping of their own.
+pub const HUGE_MIN: usize = 16 << 20;
 
 /// Number of size classes.
 pub const CLASSES: usize = 36;
@@ -157,6 +162,28 @@ const BATCH: [u16; CLASSES] = {
     }
     t
 };
+
+/// The usable size of the block an allocation of `size` bytes aligned to
+/// `align` gets (its class size, or whole pages): allocating that much
+/// costs the same and wastes nothing. `None` when no block could serve
+/// the request.
+///
+/// ```
+/// use vvmalloc::heap::good_size;
+/// assert_eq!(good_size(20, 8), Some(32));
+/// assert_eq!(good_size(20_000, 8), Some(20_480));
+/// ```
+pub fn good_size(size: usize, align: usize) -> Option<usize> {
+    let size = size.max(1);
+    if let Some(c) = class_of(size, align) {
+        Some(CLASS_SIZES[c] as usize)
+    } else if size < HUGE_MIN {
+        Some(size.next_multiple_of(PAGE))
+    } else {
+        size.checked_next_multiple_of(os::page_size())
+            .filter(|&n| n <= isize::MAX as usize)
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -4,12 +4,15 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::cell::Cell;
 use core::ptr;
 
-use super::class::{class_of, CLASS_SIZES};
-use super::core_heap::{good_size, Heap};
+use super::class::{class_of, good_size, CLASS_SIZES};
+use super::config::HeapConfig;
+use super::index::SkipIndex;
+use super::instance::Heap;
+use super::state::{Core, CHECK_UNKNOWN};
 use super::stats::Stats;
 use super::thread_heap::ThreadHeap;
 use super::tls;
-use crate::sync::plain::PlainUnsafeCell;
+use crate::sync::plain::{AtomicU8, PlainUnsafeCell};
 
 /// The process heap, shared by every `VvMalloc` value.
 static HEAP: Heap = Heap::global();
@@ -391,4 +394,17 @@ fn malloc_slow(size: usize) -> *mut u8 {
 unsafe fn free_slow(p: *mut u8) {
     // SAFETY: the caller's contract.
     with_cache(|bins| unsafe { HEAP.release_in(bins, p, None) })
+}
+
+impl Heap<SkipIndex> {
+    /// The process heap of [`VvMalloc`](crate::VvMalloc).
+    pub(super) const fn global() -> Self {
+        let mut core = Core::new(HeapConfig::new());
+        core.checked = AtomicU8::new(CHECK_UNKNOWN);
+        core.on_reserve = Some(register_fork_handlers);
+        Self {
+            core,
+            index: SkipIndex::new(),
+        }
+    }
 }

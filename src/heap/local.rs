@@ -5,8 +5,8 @@ use core::fmt;
 use core::marker::PhantomData;
 use core::ptr::NonNull;
 
-use super::core_heap::Heap;
 use super::index::{FreeIndex, SkipIndex};
+use super::instance::Heap;
 use super::thread_heap::ThreadHeap;
 use crate::sync::plain::PlainUnsafeCell;
 
@@ -146,5 +146,12 @@ unsafe impl<I: FreeIndex> allocator_api2::alloc::Allocator for &LocalHeap<'_, I>
     unsafe fn deallocate(&self, p: NonNull<u8>, layout: Layout) {
         // SAFETY: `Allocator::deallocate`'s contract is ours.
         unsafe { LocalHeap::dealloc(self, p.as_ptr(), layout) }
+    }
+}
+
+impl<I: FreeIndex> Heap<I> {
+    /// A thread cache on this heap: the fast path. See [`LocalHeap`].
+    pub fn local(&self) -> LocalHeap<'_, I> {
+        LocalHeap::new(self)
     }
 }

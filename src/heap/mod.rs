@@ -131,16 +131,44 @@
 //! handlers, with `pthread_atfork` on its first allocation). A thread's
 //! cached blocks are lost to a child it is not in: a bounded leak.
 //!
+//! # Layout by layer
+//!
+//! One file per layer, each importing only the layers below it (as
+//! mimalloc's sources are laid out):
+//!
+//! | layer | files |
+//! |---|---|
+//! | OS | `os` (reserve, commit, release, map, remap) |
+//! | size classes | `class` (the table, `good_size`), `page` (a span's record and free lists) |
+//! | heap state | `config` ([`HeapConfig`]), `class_pages`, `large_cache`, `huge_table` (plain state, no heap), `state` (`Core`: the state that does not depend on the free index; construction, misuse reports) |
+//! | arena | `arena` (the reservation, its side table, the bump) |
+//! | pages | `pool` (new, abandoned, full and empty pages; the purge), `thread_heap` (a thread's owned pages, remote frees) |
+//! | large, huge | `large` (page runs in the free index, the cache by size), `huge` (a mapping each) |
+//! | instance | `instance` ([`Heap`]: construction, teardown), `fork` (the gate and handlers), `route` (small, large or huge: the paths every front door shares), `checked` (the checked mode) |
+//! | front doors | `api` (the cache-less methods, `GlobalAlloc`, `Allocator`), `local` ([`LocalHeap`]), `global` ([`VvMalloc`] and the paths the preloaded C library calls), `tls` (the thread-heap word) |
+//!
 //! [`IntrusiveTakeAll`]: crate::take_all::IntrusiveTakeAll
 //! [`VvMalloc`]: crate::VvMalloc
 
+mod api;
+mod arena;
+mod checked;
 pub mod class;
-mod core_heap;
+mod class_pages;
+mod config;
+mod fork;
+mod huge;
+mod huge_table;
 pub mod index;
+mod instance;
+mod large;
+mod large_cache;
 mod local;
 mod os;
 mod page;
 mod pool;
+mod route;
+mod state;
 mod stats;
 mod thread_heap;
 #[cfg(not(loom))]
@@ -149,9 +177,10 @@ mod tls;
 #[cfg(not(loom))]
 mod global;
 
-pub use class::{CLASSES, CLASS_SIZES, SMALL_MAX, SPAN};
-pub use core_heap::{good_size, Heap, HeapConfig, HUGE_MIN};
+pub use class::{good_size, CLASSES, CLASS_SIZES, HUGE_MIN, SMALL_MAX, SPAN};
+pub use config::HeapConfig;
 pub use index::{BTreeIndex, FreeIndex, ListIndex, SkipIndex};
+pub use instance::Heap;
 pub use local::LocalHeap;
 pub use stats::{ClassStats, Stats};
 

@@ -31,62 +31,15 @@
 use core::ptr::{self, NonNull};
 
 use super::class::{blocks_per_span, CLASSES, SPAN};
-use super::core_heap::Core;
 use super::os;
 use super::page::{SpanMeta, KIND_FREE};
-use crate::intrusive::{IntrusiveStack, Link};
-use crate::sync::plain::{AtomicIsize, AtomicUsize};
+use super::state::Core;
+use crate::intrusive::Link;
 use crate::sync::Ordering;
 
 /// The pool of empty pages is given back to the OS when it holds more than
 /// this many bytes (at most once a second; always on `trim`).
 pub(crate) const PURGE_MIN: usize = 32 << 20;
-
-/// One size class's shared pages and counters, on cache lines of its own.
-#[repr(align(128))]
-pub(crate) struct ClassPages {
-    /// Pages left by thread heaps that went away, and pages with free
-    /// blocks used by cache-less operations.
-    abandoned: IntrusiveStack,
-    /// Full pages no thread heap owns.
-    full: IntrusiveStack,
-    /// Frees into pages no thread heap owned, since `full` was last
-    /// searched (a heuristic trigger, no ordering).
-    orphan_frees: AtomicUsize,
-    /// Blocks handed out and not freed (owners report per page, when they
-    /// switch pages, collect or flush).
-    pub(crate) in_use: AtomicIsize,
-    /// Pages of the class.
-    pub(crate) spans: AtomicUsize,
-    /// Bytes requested through thread heaps, minus bytes freed there.
-    pub(crate) requested: AtomicIsize,
-}
-
-impl ClassPages {
-    #[cfg(not(loom))]
-    pub(crate) const fn new() -> Self {
-        Self {
-            abandoned: IntrusiveStack::new(),
-            full: IntrusiveStack::new(),
-            orphan_frees: AtomicUsize::new(0),
-            in_use: AtomicIsize::new(0),
-            spans: AtomicUsize::new(0),
-            requested: AtomicIsize::new(0),
-        }
-    }
-
-    #[cfg(loom)]
-    pub(crate) fn new() -> Self {
-        Self {
-            abandoned: IntrusiveStack::new(),
-            full: IntrusiveStack::new(),
-            orphan_frees: AtomicUsize::new(0),
-            in_use: AtomicIsize::new(0),
-            spans: AtomicUsize::new(0),
-            requested: AtomicIsize::new(0),
-        }
-    }
-}
 
 /// The record behind a link popped from one of the stacks of pages.
 fn meta_of<'a>(l: NonNull<Link>) -> &'a SpanMeta {
@@ -101,6 +54,24 @@ fn link_of(m: &SpanMeta) -> NonNull<Link> {
 }
 
 impl Core {
+    /// A span for `kind`: an empty page still resident if any, else one
+    /// given back to the OS, else fresh arena.
+    pub(crate) fn new_span(&self, data: *mut u8, kind: u32) -> Option<*mut u8> {
+        let m = match self.take_dirty().or_else(|| self.free_spans.pop()) {
+            Some(l) => l.cast::<SpanMeta>().as_ptr().cast_const(),
+            None => {
+                let p = self.bump(data, SPAN)?;
+                self.meta(data, Self::unit_of(data, p))
+            }
+        };
+        // SAFETY: `m` is a record of our side table (the free-span stack
+        // holds only those).
+        let m = unsafe { &*m };
+        // Relaxed: published with the span's blocks (see `SpanMeta::kind`).
+        m.kind.store(kind, Ordering::Relaxed);
+        Some(data.wrapping_add(self.unit_of_meta(data, m) * SPAN))
+    }
+
     /// The first byte of the page of record `m`.
     #[inline]
     pub(crate) fn span_of(&self, data: *mut u8, m: &SpanMeta) -> *mut u8 {

@@ -23,8 +23,8 @@
 use core::ptr;
 
 use super::class::CLASSES;
-use super::core_heap::Core;
 use super::page::{set_next, SpanMeta, FULL, LISTED};
+use super::state::Core;
 use crate::sync::plain::AtomicUsize;
 use crate::sync::Ordering;
 #[cfg(not(loom))]

@@ -39,18 +39,12 @@
 use core::alloc::Layout;
 use core::ptr;
 
-use super::{class, Core, Heap, ThreadHeap, CLASS_SIZES};
-use crate::heap::index::FreeIndex;
+use super::class::{self, CLASS_SIZES};
+use super::index::FreeIndex;
+use super::instance::Heap;
+use super::state::{Core, CHECK_OFF, CHECK_ON};
+use super::thread_heap::ThreadHeap;
 use crate::sync::plain::{AtomicU64, Ordering};
-
-/// Not decided yet: the process heap reads `VVMALLOC_CHECKED` when it
-/// reserves its arena.
-pub(super) const CHECK_UNKNOWN: u8 = 0;
-/// Unchecked: misuse is counted, small blocks carry nothing extra.
-pub(super) const CHECK_OFF: u8 = 1;
-/// Checked: misuse is reported and aborts; small blocks carry a guard and a
-/// handed-out bit.
-pub(super) const CHECK_ON: u8 = 2;
 
 /// Bytes of the size record at the end of a checked small block.
 pub(super) const GUARD_WORD: usize = 8;
@@ -91,7 +85,7 @@ impl Core {
 
     /// Reserves the arena, which decides the mode from the environment.
     #[cold]
-    fn decide_checks(&self) -> bool {
+    pub(super) fn decide_checks(&self) -> bool {
         let _ = self.arena();
         self.checks_decided()
     }
@@ -106,7 +100,7 @@ impl Core {
     }
 
     /// The bitmap word holding the bit of the block at `p`, and its mask.
-    fn bit(&self, data: *mut u8, p: *mut u8) -> (&AtomicU64, u64) {
+    pub(super) fn bit(&self, data: *mut u8, p: *mut u8) -> (&AtomicU64, u64) {
         let g = (p as usize - data as usize) / GRANULE;
         // SAFETY: checked mode: the bitmap, zero-initialised, one bit per
         // granule of the arena, lies right after the arena (see
@@ -121,7 +115,7 @@ impl Core {
     }
 
     /// Marks the small block at `p` handed out; false if it already was.
-    fn mark_handed_out(&self, data: *mut u8, p: *mut u8) -> bool {
+    pub(super) fn mark_handed_out(&self, data: *mut u8, p: *mut u8) -> bool {
         let (word, mask) = self.bit(data, p);
         // Relaxed: the block reached this thread through the free lists'
         // Release/Acquire hand-off, which orders this after its previous
@@ -131,7 +125,7 @@ impl Core {
     }
 
     /// Marks the small block at `p` free; false if it already was.
-    fn mark_freed(&self, data: *mut u8, p: *mut u8) -> bool {
+    pub(super) fn mark_freed(&self, data: *mut u8, p: *mut u8) -> bool {
         let (word, mask) = self.bit(data, p);
         // Relaxed: as in `mark_handed_out` (the allocation that set the bit
         // happens before this free by the caller's contract; two racing

@@ -1,0 +1,420 @@
+//! Large blocks: page runs carved from regions of the arena, kept in the
+//! free index (split, coalesced, purged), with a cache of freed blocks by
+//! page count.
+
+use core::mem::size_of;
+use core::ptr::{self, NonNull};
+
+use super::class::SPAN;
+use super::fork::InFlight;
+use super::index::FreeIndex;
+use super::instance::Heap;
+use super::large_cache::{Batch, LARGE_CACHE_BYTES, LARGE_CACHE_MAX};
+use super::os::{self, PAGE};
+use super::page::{KIND_LARGE, KIND_META};
+use super::state::Core;
+use crate::intrusive::Link;
+use crate::sync::{Ordering, UnsafeCell};
+
+/// The large heap takes address space from the arena in regions this large.
+const LARGE_REGION: usize = 64 << 20;
+/// The large heap's free runs are purged (their pages given back) when at
+/// least this many bytes were freed since the last purge and the free runs
+/// add up to more than this plus four times the large bytes in use.
+const LARGE_PURGE_MIN: usize = 64 << 20;
+/// A purge gives back only runs at least this long: long free runs are the
+/// cold ones (a region's untouched tail, or what many frees coalesced into),
+/// while the short ones are the holes that best fit keeps reusing.
+const PURGE_RUN_MIN: usize = 8 << 20;
+
+/// How many times `alloc_large` searches the index again, while other large
+/// operations hold runs, before it maps a new region.
+const LARGE_RETRIES: usize = 64;
+
+impl Core {
+    /// A cached large block of `pages` pages, if any.
+    pub(super) fn cache_take(&self, pages: usize) -> Option<*mut u8> {
+        let lc = self.large_cache.get(pages.checked_sub(1)?)?;
+        let b = lc.stack.pop()?.cast::<Batch>();
+        // SAFETY: popping made the descriptor ours; its block was written
+        // before the Release CAS of its push, which our pop acquired.
+        let p = unsafe { b.as_ref().head.with(|p| *p) };
+        self.batch_put(b);
+        // Relaxed: bounds and statistics, no ordering.
+        lc.count.fetch_sub(1, Ordering::Relaxed);
+        // Relaxed: as above.
+        self.large_cached.fetch_sub(pages * PAGE, Ordering::Relaxed);
+        Some(p)
+    }
+
+    /// Keeps the freed large block `p` of `pages` pages for reuse; `false`
+    /// when the cache of its size or the whole cache is full (or no
+    /// descriptor can be had).
+    pub(super) fn cache_put(&self, p: *mut u8, pages: usize) -> bool {
+        let Some(lc) = pages.checked_sub(1).and_then(|i| self.large_cache.get(i)) else {
+            return false;
+        };
+        let bytes = pages * PAGE;
+        // Relaxed (all the counts here): bounds and statistics, no ordering.
+        let undo = |with_bytes: bool| {
+            lc.count.fetch_sub(1, Ordering::Relaxed);
+            if with_bytes {
+                self.large_cached.fetch_sub(bytes, Ordering::Relaxed);
+            }
+        };
+        if lc.count.fetch_add(1, Ordering::Relaxed) >= LARGE_CACHE_MAX {
+            undo(false);
+            return false;
+        }
+        if self.large_cached.fetch_add(bytes, Ordering::Relaxed) + bytes > LARGE_CACHE_BYTES {
+            undo(true);
+            return false;
+        }
+        let Some(b) = self.arena().and_then(|data| self.batch_get(data)) else {
+            undo(true);
+            return false;
+        };
+        // SAFETY: we own the descriptor until the push below publishes it.
+        unsafe { b.as_ref().head.with_mut(|h| *h = p) };
+        // SAFETY: as above; batch records are type-stable.
+        unsafe { lc.stack.push(b.cast()) };
+        true
+    }
+
+    pub(super) fn batch_get(&self, data: *mut u8) -> Option<NonNull<Batch>> {
+        if let Some(l) = self.batches.pop() {
+            return Some(l.cast());
+        }
+        let span = self.new_span(data, KIND_META)?;
+        // Under loom every batch's link is a modelled atomic: a handful per
+        // metadata span keeps the models small.
+        let n = if cfg!(loom) {
+            4
+        } else {
+            SPAN / size_of::<Batch>()
+        };
+        let at = |i: usize| span.wrapping_add(i * size_of::<Batch>()).cast::<Batch>();
+        for i in 0..n {
+            // SAFETY: the span is ours and large enough for `n` batches;
+            // `Batch` needs 8-byte alignment and spans are 64 KiB aligned.
+            unsafe {
+                at(i).write(Batch {
+                    link: Link::new(),
+                    head: UnsafeCell::new(ptr::null_mut()),
+                    count: UnsafeCell::new(0),
+                })
+            };
+        }
+        for i in 1..n - 1 {
+            // SAFETY: just written above, still ours.
+            unsafe { (*at(i)).link.set_next(ptr::addr_of_mut!((*at(i + 1)).link)) };
+        }
+        // SAFETY: batches 1..n are linked in order and ours; batch records
+        // are never freed while the heap lives (type-stable memory).
+        unsafe {
+            self.batches.push_chain(
+                NonNull::new_unchecked(ptr::addr_of_mut!((*at(1)).link)),
+                NonNull::new_unchecked(ptr::addr_of_mut!((*at(n - 1)).link)),
+            )
+        };
+        NonNull::new(at(0))
+    }
+
+    pub(super) fn batch_put(&self, b: NonNull<Batch>) {
+        // SAFETY: the caller owns `b`; batch records are type-stable.
+        unsafe { self.batches.push(b.cast()) };
+    }
+}
+
+impl<I: FreeIndex> Heap<I> {
+    pub(super) fn region_bytes(&self) -> usize {
+        LARGE_REGION.min(self.core.arena_bytes / 4).max(SPAN)
+    }
+
+    /// A large block, and whether it lies in fresh (never used, so zero)
+    /// memory.
+    pub(super) fn alloc_large(&self, size: usize, align: usize) -> (*mut u8, bool) {
+        let core = &self.core;
+        let Some(data) = core.arena() else {
+            return (ptr::null_mut(), false);
+        };
+        let n = size.next_multiple_of(PAGE);
+        if align <= PAGE {
+            if let Some(p) = core.cache_take(n / PAGE) {
+                // Relaxed: a statistic.
+                core.large_in_use.fetch_add(n, Ordering::Relaxed);
+                // Relaxed: as below.
+                core.page_entry(data, p)
+                    .store((n / PAGE) as u32, Ordering::Relaxed);
+                return (p, false);
+            }
+        }
+        let need = if align > PAGE { n + align - PAGE } else { n };
+        // While another thread splits or coalesces, the runs it claimed are
+        // out of the index: a failed search then is not a full heap. Without
+        // the retries, two threads sharing a few big runs would map a new
+        // region at almost every collision (measured: +400 MiB of address
+        // space per pass of a 2-thread large-block trace, for nothing).
+        let _busy = InFlight::new(core);
+        let mut retries = 0;
+        let found = loop {
+            match self.index.take_fit(need) {
+                Some(b) => break Some(b),
+                // SeqCst: see `InFlight`. More than us: someone holds runs.
+                None if retries < LARGE_RETRIES
+                    && core.large_in_flight.load(Ordering::SeqCst) > 1 =>
+                {
+                    retries += 1;
+                    crate::sync::thread::yield_now();
+                }
+                None => break None,
+            }
+        };
+        let (addr, got, fresh) = match found {
+            Some((a, s)) => {
+                // Relaxed: a statistic.
+                core.large_free.fetch_sub(s, Ordering::Relaxed);
+                (a, s, false)
+            }
+            None => {
+                let len = need.max(self.region_bytes()).next_multiple_of(SPAN);
+                let Some(r) = core.bump(data, len) else {
+                    return (ptr::null_mut(), false);
+                };
+                let first = Core::unit_of(data, r);
+                for u in first..first + len / SPAN {
+                    // Relaxed: published with the blocks (see `SpanMeta`).
+                    core.meta(data, u).kind.store(KIND_LARGE, Ordering::Relaxed);
+                }
+                (r as usize, len, true)
+            }
+        };
+        let start = addr.next_multiple_of(align.max(PAGE));
+        let front = start - addr;
+        let back = got - front - n;
+        if front > 0 {
+            self.insert_remainder(addr, front);
+        }
+        if back > 0 {
+            self.insert_remainder(start + n, back);
+        }
+        // Relaxed: a statistic.
+        core.large_in_use.fetch_add(n, Ordering::Relaxed);
+        let p = data.with_addr(start);
+        // Relaxed: read by a free of the block, which the program orders
+        // after this allocation (it hands the pointer over).
+        core.page_entry(data, p)
+            .store((n / PAGE) as u32, Ordering::Relaxed);
+        (p, fresh)
+    }
+
+    /// Records the free run `[addr, addr + size)`, coalesced with free
+    /// neighbours; purges the free runs when there are too many free bytes.
+    pub(super) fn free_run(&self, data: *mut u8, mut addr: usize, mut size: usize) {
+        let core = &self.core;
+        let busy = InFlight::new(core);
+        // Runs grow by coalescing up to a region's size and no further: one
+        // giant run would be hidden from every other thread whenever one
+        // thread splits it (see `alloc_large`), and a failed search maps a
+        // new region.
+        let cap = self.region_bytes();
+        if let Some(rs) = self
+            .index
+            .find_at(addr + size)
+            .filter(|&rs| size + rs <= cap)
+        {
+            if self.index.take_exact(addr + size, rs) {
+                // Relaxed: a statistic.
+                core.large_free.fetch_sub(rs, Ordering::Relaxed);
+                size += rs;
+            }
+        }
+        if let Some((la, ls)) = self
+            .index
+            .floor(addr - 1)
+            .filter(|&(_, ls)| size + ls <= cap)
+        {
+            if la + ls == addr && self.index.take_exact(la, ls) {
+                // Relaxed: a statistic.
+                core.large_free.fetch_sub(ls, Ordering::Relaxed);
+                addr = la;
+                size += ls;
+            }
+        }
+        let _ = data;
+        // Relaxed: a statistic, and the purge's trigger.
+        let free = core.large_free.fetch_add(size, Ordering::Relaxed) + size;
+        self.index.insert(addr, size);
+        drop(busy);
+        // Relaxed: a heuristic trigger.
+        let freed = core
+            .large_freed_since_purge
+            .fetch_add(size, Ordering::Relaxed)
+            + size;
+        if freed > LARGE_PURGE_MIN
+            // Relaxed: as above.
+            && free > LARGE_PURGE_MIN + 4 * core.large_in_use.load(Ordering::Relaxed)
+            && core.rate_limit(&core.last_purge_ms)
+        {
+            self.purge_large();
+        }
+    }
+
+    /// Gives back the pages of every long free large run (`PURGE_RUN_MIN`),
+    /// unless another purge or scavenge is running. The trigger
+    /// (`LARGE_PURGE_MIN`) purges a heap that is mostly free, and at most
+    /// once per 64 MiB freed, so a program that reuses its large blocks does
+    /// not fault them in again and again.
+    #[cold]
+    pub(super) fn purge_large(&self) {
+        let core = &self.core;
+        // Acquire/Release: the scavenger's flag, as in `Core::scavenge`.
+        if core
+            .scavenging
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            // Relaxed: a heuristic trigger.
+            core.large_freed_since_purge.store(0, Ordering::Relaxed);
+            self.trim_large(PURGE_RUN_MIN);
+            // Release: as in `Core::scavenge`.
+            core.scavenging.store(false, Ordering::Release);
+        }
+    }
+
+    /// Frees a large block, returning its length (pages); `None` (and a
+    /// misuse) if `p` is not the start of a live large block.
+    ///
+    /// # Safety
+    ///
+    /// `p` lies in a large region of this heap, and if it is a live block,
+    /// it is not used afterwards.
+    pub(super) unsafe fn dealloc_large(&self, p: *mut u8) -> Option<usize> {
+        let core = &self.core;
+        let data = core.arena_of(p)?;
+        let addr = p as usize;
+        if addr % PAGE != 0 {
+            core.misuse(
+                "free of a pointer inside a large block (not its start)",
+                p,
+                &[],
+            );
+            return None;
+        }
+        // The page record is set while the block is live, at its start only:
+        // of two frees of one block (or a free of a page inside a block, or
+        // of a free run) only one finds it.
+        // Relaxed: see `alloc_large`; the swap itself decides between racing
+        // frees.
+        let pages = core.page_entry(data, p).swap(0, Ordering::Relaxed) as usize;
+        if pages == 0 {
+            core.misuse(
+                "double free of a large block (or a pointer inside one)",
+                p,
+                &[],
+            );
+            return None;
+        }
+        let n = pages * PAGE;
+        // Relaxed: a statistic.
+        core.large_in_use.fetch_sub(n, Ordering::Relaxed);
+        if !core.cache_put(p, pages) {
+            self.free_run(data, addr, n);
+        }
+        Some(n)
+    }
+
+    /// Grows or shrinks a large block in place; `false` if it cannot.
+    pub(super) fn resize_large(&self, p: *mut u8, old_size: usize, new_size: usize) -> bool {
+        let core = &self.core;
+        let Some(data) = core.arena_of(p) else {
+            return false;
+        };
+        let addr = p as usize;
+        let old = old_size.max(1).next_multiple_of(PAGE);
+        let new = new_size.next_multiple_of(PAGE);
+        if new == old {
+            return true;
+        }
+        if new < old {
+            // Relaxed: as in `alloc_large`.
+            core.page_entry(data, p)
+                .store((new / PAGE) as u32, Ordering::Relaxed);
+            // Relaxed: a statistic.
+            core.large_in_use.fetch_sub(old - new, Ordering::Relaxed);
+            self.free_run(data, addr + new, old - new);
+            return true;
+        }
+        let want = new - old;
+        let _busy = InFlight::new(core);
+        match self.index.find_at(addr + old) {
+            Some(rs) if rs >= want && self.index.take_exact(addr + old, rs) => {
+                // Relaxed: statistics.
+                core.large_free.fetch_sub(rs, Ordering::Relaxed);
+                if rs > want {
+                    self.insert_remainder(addr + new, rs - want);
+                }
+                // Relaxed: as above.
+                core.large_in_use.fetch_add(want, Ordering::Relaxed);
+                // Relaxed: as in `alloc_large`.
+                core.page_entry(data, p)
+                    .store((new / PAGE) as u32, Ordering::Relaxed);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Releases the pages of every free large run of at least `min_run`
+    /// bytes. Returns the bytes released.
+    pub(super) fn trim_large(&self, min_run: usize) -> usize {
+        let core = &self.core;
+        // Acquire: as in `Core::arena`.
+        let data = core.data.load(Ordering::Acquire);
+        if data.is_null() {
+            return 0;
+        }
+        let _busy = InFlight::new(core);
+        // Claim every run, chaining them through their first pages.
+        let mut chain: *mut u8 = ptr::null_mut();
+        let mut released = 0;
+        while let Some((a, s)) = self.index.take_fit(min_run) {
+            // Relaxed: a statistic.
+            core.large_free.fetch_sub(s, Ordering::Relaxed);
+            let p = data.with_addr(a);
+            // SAFETY: the run is ours (claimed) and at least a page.
+            unsafe {
+                p.cast::<(*mut u8, usize)>().write((chain, s));
+                os::release(p.wrapping_add(PAGE), s - PAGE);
+            }
+            released += s;
+            chain = p;
+        }
+        while !chain.is_null() {
+            // SAFETY: written above; the run is still ours.
+            let (next, s) = unsafe { chain.cast::<(*mut u8, usize)>().read() };
+            // SAFETY: as above.
+            unsafe { os::release(chain, PAGE) };
+            self.free_run_clean(chain as usize, s);
+            chain = next;
+        }
+        released
+    }
+
+    /// Records the remainder of a free run that was split: its neighbours
+    /// are the block carved from the run and whatever bordered the run,
+    /// which was not free when the run was recorded (else they would have
+    /// been coalesced), so there is nothing to coalesce with. (A neighbour
+    /// freed concurrently since is left uncoalesced: fragmentation, not an
+    /// error.)
+    pub(super) fn insert_remainder(&self, addr: usize, size: usize) {
+        self.free_run_clean(addr, size);
+    }
+
+    /// Records a free run without coalescing or purging.
+    pub(super) fn free_run_clean(&self, addr: usize, size: usize) {
+        // Relaxed: a statistic.
+        self.core.large_free.fetch_add(size, Ordering::Relaxed);
+        self.index.insert(addr, size);
+    }
+}
