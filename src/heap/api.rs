@@ -9,6 +9,7 @@ use super::checked;
 use super::class::{CLASSES, CLASS_SIZES};
 use super::index::FreeIndex;
 use super::instance::Heap;
+use super::large::Entry;
 use super::large_cache::LARGE_CACHE_PAGES;
 use super::os::{self, PAGE};
 use super::page::KIND_LARGE;
@@ -94,7 +95,7 @@ impl<I: FreeIndex> Heap<I> {
                     return None;
                 }
                 // Relaxed: see `alloc_large`.
-                let pages = core.page_entry(data, p).load(Ordering::Relaxed) as usize;
+                let pages = Entry::decode(core.page_entry(data, p).load(Ordering::Relaxed)).pages;
                 return (pages > 0).then_some(pages * PAGE);
             }
             let cs = CLASS_SIZES[Core::small_class_at(data, unit, kind, p).ok()?] as usize;

@@ -5,7 +5,7 @@
 use core::mem::size_of;
 use core::ptr::{self, NonNull};
 
-use super::class::SPAN;
+use super::class::{HUGE_MIN, SPAN};
 use super::fork::InFlight;
 use super::index::FreeIndex;
 use super::instance::Heap;
@@ -30,6 +30,46 @@ const PURGE_RUN_MIN: usize = 8 << 20;
 /// How many times `alloc_large` searches the index again, while other large
 /// operations hold runs, before it maps a new region.
 const LARGE_RETRIES: usize = 64;
+
+/// A large block's page record (`Core::page_entry` at its first page):
+/// its length in pages in the low 16 bits and, above, the pages of its
+/// *growth reserve*: pages right after the block that belong to it, out of
+/// the free index, so that `realloc` can grow it there with no index
+/// operation and no copy. (Large blocks are below `HUGE_MIN`, 4096 pages,
+/// so both fit.) Zero where no live block starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Entry {
+    pub(super) pages: usize,
+    pub(super) reserve: usize,
+}
+
+impl Entry {
+    pub(super) fn decode(e: u32) -> Self {
+        Self {
+            pages: (e & 0xffff) as usize,
+            reserve: (e >> 16) as usize,
+        }
+    }
+
+    pub(super) fn encode(self) -> u32 {
+        debug_assert!(self.pages < 1 << 16 && self.reserve < 1 << 16);
+        (self.pages | self.reserve << 16) as u32
+    }
+
+    /// Pages of the block and its reserve.
+    fn total(self) -> usize {
+        self.pages + self.reserve
+    }
+}
+
+/// The growth reserve a block of `pages` pages gets when `realloc` moves it
+/// (or makes it large): three times its length, so that growth by 1.5x
+/// (or doubling, as `Vec` does) stays in place for two or three steps
+/// before the next move, and the block with its reserve stays below
+/// `HUGE_MIN`. Untouched reserve pages cost address space, not memory.
+pub(super) fn growth_reserve(pages: usize) -> usize {
+    (3 * pages).min((HUGE_MIN / PAGE).saturating_sub(pages + 1))
+}
 
 impl Core {
     /// A cached large block of `pages` pages, if any.
@@ -134,18 +174,34 @@ impl<I: FreeIndex> Heap<I> {
     /// A large block, and whether it lies in fresh (never used, so zero)
     /// memory.
     pub(super) fn alloc_large(&self, size: usize, align: usize) -> (*mut u8, bool) {
+        self.alloc_large_reserved(size, align, 0)
+    }
+
+    /// A large block with a growth reserve of `reserve` pages after it
+    /// (see [`Entry`]), and whether it lies in fresh memory.
+    pub(super) fn alloc_large_reserved(
+        &self,
+        size: usize,
+        align: usize,
+        reserve: usize,
+    ) -> (*mut u8, bool) {
         let core = &self.core;
         let Some(data) = core.arena() else {
             return (ptr::null_mut(), false);
         };
         let n = size.next_multiple_of(PAGE);
+        let entry = Entry {
+            pages: n / PAGE,
+            reserve,
+        };
+        let n = n + reserve * PAGE;
         if align <= PAGE {
             if let Some(p) = core.cache_take(n / PAGE) {
                 // Relaxed: a statistic.
                 core.large_in_use.fetch_add(n, Ordering::Relaxed);
                 // Relaxed: as below.
                 core.page_entry(data, p)
-                    .store((n / PAGE) as u32, Ordering::Relaxed);
+                    .store(entry.encode(), Ordering::Relaxed);
                 return (p, false);
             }
         }
@@ -204,7 +260,7 @@ impl<I: FreeIndex> Heap<I> {
         // Relaxed: read by a free of the block, which the program orders
         // after this allocation (it hands the pointer over).
         core.page_entry(data, p)
-            .store((n / PAGE) as u32, Ordering::Relaxed);
+            .store(entry.encode(), Ordering::Relaxed);
         (p, fresh)
     }
 
@@ -306,8 +362,8 @@ impl<I: FreeIndex> Heap<I> {
         // of a free run) only one finds it.
         // Relaxed: see `alloc_large`; the swap itself decides between racing
         // frees.
-        let pages = core.page_entry(data, p).swap(0, Ordering::Relaxed) as usize;
-        if pages == 0 {
+        let entry = Entry::decode(core.page_entry(data, p).swap(0, Ordering::Relaxed));
+        if entry.pages == 0 {
             core.misuse(
                 "double free of a large block (or a pointer inside one)",
                 p,
@@ -315,50 +371,69 @@ impl<I: FreeIndex> Heap<I> {
             );
             return None;
         }
-        let n = pages * PAGE;
+        // The block goes back with its growth reserve, as one run.
+        let n = entry.total() * PAGE;
         // Relaxed: a statistic.
         core.large_in_use.fetch_sub(n, Ordering::Relaxed);
-        if !core.cache_put(p, pages) {
+        if !core.cache_put(p, entry.total()) {
             self.free_run(data, addr, n);
         }
-        Some(n)
+        Some(entry.pages * PAGE)
     }
 
-    /// Grows or shrinks a large block in place; `false` if it cannot.
+    /// Grows or shrinks a large block in place; `false` if it cannot. A
+    /// growth takes its growth reserve first (no index operation), then the
+    /// free run after it, if there is one long enough; a shrink gives the
+    /// tail back with the reserve.
     pub(super) fn resize_large(&self, p: *mut u8, old_size: usize, new_size: usize) -> bool {
         let core = &self.core;
         let Some(data) = core.arena_of(p) else {
             return false;
         };
         let addr = p as usize;
-        let old = old_size.max(1).next_multiple_of(PAGE);
-        let new = new_size.next_multiple_of(PAGE);
-        if new == old {
-            return true;
-        }
-        if new < old {
-            // Relaxed: as in `alloc_large`.
-            core.page_entry(data, p)
-                .store((new / PAGE) as u32, Ordering::Relaxed);
+        let slot = core.page_entry(data, p);
+        // Relaxed: the caller owns the block, and so its record (see
+        // `alloc_large`).
+        let entry = Entry::decode(slot.load(Ordering::Relaxed));
+        debug_assert_eq!(entry.pages, old_size.max(1).div_ceil(PAGE));
+        let pages = new_size.max(1).div_ceil(PAGE);
+        if pages < entry.pages {
+            // A shrink gives the tail back with the reserve (a program that
+            // shrinks a block wants the memory back).
+            let tail = (entry.total() - pages) * PAGE;
+            // Relaxed: as above.
+            slot.store(Entry { pages, reserve: 0 }.encode(), Ordering::Relaxed);
             // Relaxed: a statistic.
-            core.large_in_use.fetch_sub(old - new, Ordering::Relaxed);
-            self.free_run(data, addr + new, old - new);
+            core.large_in_use.fetch_sub(tail, Ordering::Relaxed);
+            self.free_run(data, addr + pages * PAGE, tail);
             return true;
         }
-        let want = new - old;
+        if pages <= entry.total() {
+            // Within the block and its reserve: no other thread can see
+            // these pages, so only the record changes.
+            let reserve = entry.total() - pages;
+            // Relaxed: as above.
+            slot.store(Entry { pages, reserve }.encode(), Ordering::Relaxed);
+            return true;
+        }
+        let end = addr + entry.total() * PAGE;
+        let want = (pages - entry.total()) * PAGE;
         let _busy = InFlight::new(core);
-        match self.index.find_at(addr + old) {
-            Some(rs) if rs >= want && self.index.take_exact(addr + old, rs) => {
+        match self.index.find_at(end) {
+            Some(rs) if rs >= want && self.index.take_exact(end, rs) => {
                 // Relaxed: statistics.
                 core.large_free.fetch_sub(rs, Ordering::Relaxed);
-                if rs > want {
-                    self.insert_remainder(addr + new, rs - want);
+                // A block that grows keeps growing: part of the run becomes
+                // its new reserve, so the next steps skip the index.
+                let reserve = ((rs - want) / PAGE).min(growth_reserve(pages));
+                let taken = want + reserve * PAGE;
+                if rs > taken {
+                    self.insert_remainder(end + taken, rs - taken);
                 }
                 // Relaxed: as above.
-                core.large_in_use.fetch_add(want, Ordering::Relaxed);
-                // Relaxed: as in `alloc_large`.
-                core.page_entry(data, p)
-                    .store((new / PAGE) as u32, Ordering::Relaxed);
+                core.large_in_use.fetch_add(taken, Ordering::Relaxed);
+                // Relaxed: as above.
+                slot.store(Entry { pages, reserve }.encode(), Ordering::Relaxed);
                 true
             }
             _ => false,

@@ -22,6 +22,14 @@
 //!   over and over skips the index: zlib's 32 and 64 KiB windows in git
 //!   made a recorded `git gc` trace replay 3x slower than glibc before
 //!   (`traces/real-git.rep`), level after.
+//!
+//!   A block that `realloc` grows past a page (from a small block too) moves
+//!   once to a large block with a *growth reserve*: three times its pages
+//!   right after it, out of the free index and recorded with the block
+//!   (`large::Entry`). The next steps grow into the reserve with no index
+//!   operation and no copy; past it, the block takes the free run after it,
+//!   if there is one, and keeps part of it as its next reserve. A shrink, and
+//!   the free, give the reserve back with the block.
 //! - **Huge** (from [`HUGE_MIN`]): a mapping of its own; `realloc` uses
 //!   `mremap`.
 //!

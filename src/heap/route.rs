@@ -8,11 +8,18 @@ use core::ptr;
 use super::class::{self, CLASS_SIZES, HUGE_MIN};
 use super::index::FreeIndex;
 use super::instance::Heap;
-use super::os;
+use super::large::growth_reserve;
+use super::os::{self, PAGE};
 use super::page::{SpanMeta, KIND_LARGE};
 use super::state::Core;
 use super::thread_heap::ThreadHeap;
 use crate::sync::Ordering;
+
+/// A `realloc` that grows a block to at least this many bytes moves it to
+/// a large block with a growth reserve, even below the large range: a
+/// block that grows keeps growing, and in the small classes every step
+/// would copy it.
+const GROW_LARGE_MIN: usize = 4096;
 
 impl<I: FreeIndex> Heap<I> {
     #[inline]
@@ -284,8 +291,8 @@ impl<I: FreeIndex> Heap<I> {
                     return p;
                 }
             } else if kind == KIND_LARGE
-                && new_size > class::SMALL_MAX
                 && new_size < HUGE_MIN
+                && (new_size > class::SMALL_MAX || new_size >= layout.size())
                 && self.resize_large(p, layout.size(), new_size)
             {
                 // Relaxed: a statistic.
@@ -331,7 +338,28 @@ impl<I: FreeIndex> Heap<I> {
                 None => ptr::null_mut(),
             };
         }
-        let q = self.alloc_in(bins.as_deref_mut(), new_layout);
+        // A growth that moves to a block of at least `GROW_LARGE_MIN` bytes
+        // gets a large block with a growth reserve, so that the next steps
+        // stay in place (see `large::Entry`) instead of copying from class
+        // to class.
+        let q = if new_size > layout.size()
+            && (GROW_LARGE_MIN..HUGE_MIN).contains(&new_size)
+            && layout.align() <= PAGE
+            && !core.checks()
+        {
+            let pages = new_size.div_ceil(PAGE);
+            let q = self
+                .alloc_large_reserved(new_size, layout.align(), growth_reserve(pages))
+                .0;
+            if !q.is_null() {
+                // Relaxed: a statistic.
+                core.requested
+                    .fetch_add(new_size as isize, Ordering::Relaxed);
+            }
+            q
+        } else {
+            self.alloc_in(bins.as_deref_mut(), new_layout)
+        };
         if !q.is_null() {
             // SAFETY: both blocks hold at least the bytes copied and are
             // distinct live blocks.

@@ -39,7 +39,9 @@ pub struct Stats {
     pub resident_bytes: usize,
     /// Per size class.
     pub small: [ClassStats; CLASSES],
-    /// Bytes of large blocks in use.
+    /// Bytes of large blocks in use, with the growth reserves of blocks
+    /// that `realloc` grew (address space they hold; untouched pages of it
+    /// are not resident).
     pub large_in_use_bytes: usize,
     /// Free runs recorded in the large heap's free index.
     pub free_index_blocks: usize,
