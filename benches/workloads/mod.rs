@@ -360,6 +360,88 @@ pub fn realloc_growth(a: &mut dyn ThreadAlloc, seed: u64, b: &Budget) {
     }
 }
 
+/// A growing buffer as Rust's `Vec<u8>` (and so `String`) keeps it: a
+/// block of `cap` bytes, `len` of them written.
+struct Grown {
+    p: *mut u8,
+    cap: usize,
+    len: usize,
+}
+
+impl Grown {
+    const EMPTY: Grown = Grown {
+        p: std::ptr::null_mut(),
+        cap: 0,
+        len: 0,
+    };
+
+    /// Appends `n` written bytes, growing the block as `Vec` does: to the
+    /// larger of twice its capacity and what is needed, at least 8 bytes,
+    /// through `realloc`.
+    fn push(&mut self, a: &mut dyn ThreadAlloc, n: usize, c: &mut Counter) {
+        if self.len + n > self.cap {
+            let cap = (self.cap * 2).max(self.len + n).max(8);
+            self.p = if self.cap == 0 {
+                a.alloc(layout(cap, 1))
+            } else {
+                // SAFETY: `p` is live with `layout(self.cap, 1)`.
+                unsafe { a.realloc(self.p, layout(self.cap, 1), cap) }
+            };
+            assert!(!self.p.is_null(), "out of memory growing to {cap} bytes");
+            c.op((cap - self.cap) as isize);
+            self.cap = cap;
+        }
+        // SAFETY: `[len, len + n)` is inside the block.
+        unsafe { self.p.add(self.len).write_bytes(self.len as u8, n) };
+        self.len += n;
+    }
+
+    fn free(self, a: &mut dyn ThreadAlloc, c: &mut Counter) {
+        if self.cap > 0 {
+            // SAFETY: live with `layout(cap, 1)`.
+            unsafe { a.dealloc(self.p, layout(self.cap, 1)) };
+            c.op(-(self.cap as isize));
+        }
+    }
+}
+
+/// Bytes the vector of [`vec_growth`] grows to.
+const VEC_BYTES: usize = 64 << 20;
+/// The strings of [`vec_growth`] that grow beside it.
+const VEC_STRINGS: usize = 256;
+
+/// What a Rust program does when it builds its data with `push`: one
+/// `Vec<u8>` grown by 4 KiB `extend`s to 64 MiB, and beside it 256 `String`s
+/// grown by 16-byte pushes to random lengths of 16 bytes to 4 KiB, growing
+/// as `Vec` grows (doubling, through `realloc`), every byte written; then
+/// all freed. Each allocation, reallocation and free is an operation. Most
+/// of the time is the program's own writes, as in a real program: what the
+/// allocator adds is its copies (a block moved to grow) and its page
+/// faults.
+pub fn vec_growth(a: &mut dyn ThreadAlloc, seed: u64, b: &Budget) {
+    let mut rng = Rng(seed);
+    let mut c = Counter::new();
+    while b.more(&c) {
+        let mut v = Grown::EMPTY;
+        let mut strings: Vec<(Grown, usize)> = (0..VEC_STRINGS)
+            .map(|_| (Grown::EMPTY, rng.range(1, 256) * 16))
+            .collect();
+        while v.len < VEC_BYTES && b.more(&c) {
+            v.push(a, 4096, &mut c);
+            for (s, target) in &mut strings {
+                if s.len < *target && rng.below(8) == 0 {
+                    s.push(a, 16, &mut c);
+                }
+            }
+        }
+        v.free(a, &mut c);
+        for (s, _) in strings {
+            s.free(a, &mut c);
+        }
+    }
+    c.flush();
+}
+
 /// Larson's slots per thread, and the operations of one round.
 const LARSON_SLOTS: usize = 1000;
 const LARSON_ROUND: usize = 20_000;
@@ -608,6 +690,7 @@ pub enum Workload {
     ProducerConsumer,
     Mixed,
     ReallocGrowth,
+    VecGrowth,
     Larson,
     Xmalloc,
     CacheScratch,
@@ -627,7 +710,7 @@ impl Workload {
     ];
 
     /// The report's suite: the classic allocator stress tests.
-    pub const SUITE: [Workload; 10] = [
+    pub const SUITE: [Workload; 11] = [
         Workload::Pair,
         Workload::Larson,
         Workload::Xmalloc,
@@ -637,15 +720,17 @@ impl Workload {
         Workload::Churn,
         Workload::Sh6bench,
         Workload::ReallocGrowth,
+        Workload::VecGrowth,
         Workload::LargeFrag,
     ];
 
-    const EVERY: [Workload; 12] = [
+    const EVERY: [Workload; 13] = [
         Workload::Pair,
         Workload::Churn,
         Workload::ProducerConsumer,
         Workload::Mixed,
         Workload::ReallocGrowth,
+        Workload::VecGrowth,
         Workload::Larson,
         Workload::Xmalloc,
         Workload::CacheScratch,
@@ -662,6 +747,7 @@ impl Workload {
             Workload::ProducerConsumer => "producer/consumer",
             Workload::Mixed => "mixed sizes + large",
             Workload::ReallocGrowth => "realloc growth",
+            Workload::VecGrowth => "Vec/String growth (push to 64 MiB)",
             Workload::Larson => "larson (server simulation)",
             Workload::Xmalloc => "xmalloc (producers/consumers)",
             Workload::CacheScratch => "cache-scratch (passive false sharing)",
@@ -680,6 +766,7 @@ impl Workload {
             Workload::ProducerConsumer => "prodcons",
             Workload::Mixed => "mixed",
             Workload::ReallocGrowth => "realloc",
+            Workload::VecGrowth => "vec",
             Workload::Larson => "larson",
             Workload::Xmalloc => "xmalloc",
             Workload::CacheScratch => "cache-scratch",
@@ -787,6 +874,7 @@ fn drive(w: Workload, a: &dyn ReplayAlloc, threads: usize, b: &Budget) -> f64 {
                     Workload::Churn => churn(h, seed, b),
                     Workload::Mixed => mixed(h, seed, b),
                     Workload::ReallocGrowth => realloc_growth(h, seed, b),
+                    Workload::VecGrowth => vec_growth(h, seed, b),
                     Workload::ProducerConsumer if t % 2 == 0 => {
                         producer(h, &queues[t / 2], seed, b);
                         // Release: pairs with the consumer's Acquire load; orders the last push before it.
