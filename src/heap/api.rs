@@ -50,7 +50,7 @@ impl<I: FreeIndex> Heap<I> {
     /// block, a per-page record for a large one, the table of huge blocks for
     /// a huge one. [`Stats::requested_bytes`] then drops by the block's
     /// usable size, so allocate such blocks at their
-    /// [`good_size`] to keep that counter exact.
+    /// [`good_size`](super::good_size) to keep that counter exact.
     ///
     /// ```
     /// # if vvmalloc::LOOM_BUILD || cfg!(miri) { return; } // Miri has no mmap(PROT_NONE)
@@ -79,7 +79,7 @@ impl<I: FreeIndex> Heap<I> {
 
     /// The usable size of the block at `p`: at least what was asked for,
     /// and all of it may be used (exactly what was asked for, for a small
-    /// block of a [checked](HeapConfig::checked) heap). `None` for null and
+    /// block of a [checked](super::HeapConfig::checked) heap). `None` for null and
     /// for a pointer that is not the start of a block of this heap (as far
     /// as the heap can tell: a free small block still reports its class
     /// size).
@@ -126,7 +126,7 @@ impl<I: FreeIndex> Heap<I> {
     /// empty pages no thread heap owns, gives the pool of empty pages back,
     /// and releases the pages of every free large run. Returns the bytes it
     /// released. (Pages a live thread heap owns are that heap's:
-    /// [`LocalHeap::flush`] hands its empty ones over.)
+    /// [`LocalHeap::flush`](super::LocalHeap::flush) hands its empty ones over.)
     pub fn trim(&self) -> usize {
         let released = self.core.trim_pages();
         // Acquire: as in `Core::arena`.

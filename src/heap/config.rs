@@ -1,6 +1,6 @@
 //! How a heap is set up: [`HeapConfig`].
 
-/// How a [`Heap`] is set up.
+/// How a [`Heap`](super::Heap) is set up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HeapConfig {
     /// Address space the heap reserves for its small and large blocks (huge
@@ -25,7 +25,7 @@ pub struct HeapConfig {
     /// - a **corrupt free list** handing out a block in use (a write to a
     ///   freed block that overwrote its link).
     ///
-    /// [`Heap::usable_size`] then reports the size asked for, and a small
+    /// [`Heap::usable_size`](super::Heap::usable_size) then reports the size asked for, and a small
     /// `realloc` always moves. The cost: a small block is 8 bytes larger
     /// (so often a class up), each small allocation writes its guard and
     /// each free reads it, both do one atomic read-modify-write on the

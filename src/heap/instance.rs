@@ -12,10 +12,10 @@ use crate::sync::Ordering;
 /// A heap instance: its own arena, central heaps and free index, independent
 /// of every other heap. See the [module documentation](super).
 ///
-/// The heap's own methods (and its [`GlobalAlloc`] and
+/// The heap's own methods (and its [`GlobalAlloc`](core::alloc::GlobalAlloc) and
 /// [`allocator_api2::alloc::Allocator`] implementations) take the
 /// *cache-less* path: lock-free, one CAS per small operation. For the fast
-/// path, each thread takes a [`LocalHeap`] with [`local`](Self::local).
+/// path, each thread takes a [`LocalHeap`](super::LocalHeap) with [`local`](Self::local).
 ///
 /// ```
 /// # if vvmalloc::LOOM_BUILD || cfg!(miri) { return; } // Miri has no mmap(PROT_NONE)
