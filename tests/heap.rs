@@ -942,42 +942,42 @@ fn double_frees_of_large_and_huge_blocks_are_detected() {
 
 /// While a fork is being prepared, other threads' large operations wait
 /// (so none holds runs or a pinned epoch in the child); small ones do not.
+/// The forking thread itself may still allocate.
 #[test]
-fn prepare_fork_holds_large_operations_until_after_fork() {
-    use std::sync::atomic::{AtomicBool, Ordering};
+fn prepare_fork_lets_the_forking_thread_allocate_and_others_finish_after() {
+    // That other threads' large operations wait while the gate is closed
+    // is what the loom model `fork_gate_holds_large_operations_out_of_a_fork`
+    // checks (with a seeded bug it catches); here, without any clock: the
+    // forking thread itself can still allocate (no deadlock on its own
+    // gate), small operations are not held, and a large operation started
+    // during the fork completes once it is over.
     let heap: Heap = small_heap();
-    let done_large = AtomicBool::new(false);
     heap.prepare_fork();
     std::thread::scope(|s| {
         let small = s.spawn(|| {
             let l = Layout::from_size_align(64, 8).unwrap();
             let p = heap.alloc(l);
+            assert!(!p.is_null());
             // SAFETY: from this heap.
             unsafe { heap.dealloc(p, l) };
         });
         small.join().unwrap();
-        s.spawn(|| {
+        let large = s.spawn(|| {
             let l = Layout::from_size_align(100_000, 8).unwrap();
             let p = heap.alloc(l);
             assert!(!p.is_null());
-            done_large.store(true, Ordering::SeqCst);
             // SAFETY: from this heap.
             unsafe { heap.dealloc(p, l) };
         });
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        assert!(
-            !done_large.load(Ordering::SeqCst),
-            "a large allocation ran during the fork"
-        );
-        // The forking thread itself may still allocate.
         let l = Layout::from_size_align(100_000, 8).unwrap();
         let p = heap.alloc(l);
         assert!(!p.is_null());
         // SAFETY: from this heap.
         unsafe { heap.dealloc(p, l) };
         heap.after_fork_parent();
+        large.join().unwrap();
     });
-    assert!(done_large.load(Ordering::SeqCst));
+    assert_eq!(heap.stats().in_use_bytes, 0);
 }
 
 /// Freed large blocks up to 256 KiB are kept for reuse at their size:

@@ -6,7 +6,6 @@ use core::mem::size_of;
 use core::ptr::{self, NonNull};
 
 use super::class::{HUGE_MIN, SPAN};
-use super::fork::InFlight;
 use super::index::FreeIndex;
 use super::instance::Heap;
 use super::large_cache::{Batch, LARGE_CACHE_BYTES, LARGE_CACHE_MAX};
@@ -211,15 +210,12 @@ impl<I: FreeIndex> Heap<I> {
         // the retries, two threads sharing a few big runs would map a new
         // region at almost every collision (measured: +400 MiB of address
         // space per pass of a 2-thread large-block trace, for nothing).
-        let _busy = InFlight::new(core);
+        let _busy = core.fork_gate.enter();
         let mut retries = 0;
         let found = loop {
             match self.index.take_fit(need) {
                 Some(b) => break Some(b),
-                // SeqCst: see `InFlight`. More than us: someone holds runs.
-                None if retries < LARGE_RETRIES
-                    && core.large_in_flight.load(Ordering::SeqCst) > 1 =>
-                {
+                None if retries < LARGE_RETRIES && core.fork_gate.others_in_flight() => {
                     retries += 1;
                     crate::sync::thread::yield_now();
                 }
@@ -268,7 +264,7 @@ impl<I: FreeIndex> Heap<I> {
     /// neighbours; purges the free runs when there are too many free bytes.
     pub(super) fn free_run(&self, data: *mut u8, mut addr: usize, mut size: usize) {
         let core = &self.core;
-        let busy = InFlight::new(core);
+        let busy = core.fork_gate.enter();
         // Runs grow by coalescing up to a region's size and no further: one
         // giant run would be hidden from every other thread whenever one
         // thread splits it (see `alloc_large`), and a failed search maps a
@@ -418,7 +414,7 @@ impl<I: FreeIndex> Heap<I> {
         }
         let end = addr + entry.total() * PAGE;
         let want = (pages - entry.total()) * PAGE;
-        let _busy = InFlight::new(core);
+        let _busy = core.fork_gate.enter();
         match self.index.find_at(end) {
             Some(rs) if rs >= want && self.index.take_exact(end, rs) => {
                 // Relaxed: statistics.
@@ -449,7 +445,7 @@ impl<I: FreeIndex> Heap<I> {
         if data.is_null() {
             return 0;
         }
-        let _busy = InFlight::new(core);
+        let _busy = core.fork_gate.enter();
         // Claim every run, chaining them through their first pages.
         let mut chain: *mut u8 = ptr::null_mut();
         let mut released = 0;

@@ -135,6 +135,8 @@
 //! leave every shared structure consistent between any two atomic steps.
 //! The large path's operations may hold free runs out of the index for a
 //! moment and pin an epoch; [`Heap::prepare_fork`] keeps them out of a fork
+//! through a gate whose count is striped by thread (no line all threads
+//! write)
 //! (the process heap registers it, and the matching `after_fork_*`
 //! handlers, with `pthread_atfork` on its first allocation). A thread's
 //! cached blocks are lost to a child it is not in: a bounded leak.
@@ -148,11 +150,11 @@
 //! |---|---|
 //! | OS | `os` (reserve, commit, release, map, remap) |
 //! | size classes | `class` (the table, `good_size`), `page` (a span's record and free lists) |
-//! | heap state | `config` ([`HeapConfig`]), `class_pages`, `large_cache`, `huge_table` (plain state, no heap), `state` (`Core`: the state that does not depend on the free index; construction, misuse reports) |
+//! | heap state | `config` ([`HeapConfig`]), `class_pages`, `large_cache`, `huge_table`, `fork_gate` (plain state, no heap; the fork gate is a striped count and a flag), `state` (`Core`: the state that does not depend on the free index; construction, misuse reports) |
 //! | arena | `arena` (the reservation, its side table, the bump) |
 //! | pages | `pool` (new, abandoned, full and empty pages; the purge), `thread_heap` (a thread's owned pages, remote frees) |
 //! | large, huge | `large` (page runs in the free index, the cache by size), `huge` (a mapping each) |
-//! | instance | `instance` ([`Heap`]: construction, teardown), `fork` (the gate and handlers), `route` (small, large or huge: the paths every front door shares), `checked` (the checked mode) |
+//! | instance | `instance` ([`Heap`]: construction, teardown), `fork` (the handlers), `route` (small, large or huge: the paths every front door shares), `checked` (the checked mode) |
 //! | front doors | `api` (the cache-less methods, `GlobalAlloc`, `Allocator`), `local` ([`LocalHeap`]), `global` ([`VvMalloc`] and the paths the preloaded C library calls), `tls` (the thread-heap word) |
 //!
 //! [`IntrusiveTakeAll`]: crate::take_all::IntrusiveTakeAll
@@ -165,6 +167,7 @@ pub mod class;
 mod class_pages;
 mod config;
 mod fork;
+mod fork_gate;
 mod huge;
 mod huge_table;
 pub mod index;
@@ -192,6 +195,9 @@ pub use instance::Heap;
 pub use local::LocalHeap;
 pub use stats::{ClassStats, Stats};
 
+#[cfg(loom)]
+#[doc(hidden)]
+pub use fork_gate::{seeded_fork_gate_bug, ModelForkGate};
 #[cfg(not(loom))]
 pub use global::VvMalloc;
 #[cfg(loom)]

@@ -8,6 +8,7 @@ use core::ptr;
 use super::class::{self, CLASSES, SPAN};
 use super::class_pages::ClassPages;
 use super::config::HeapConfig;
+use super::fork_gate::ForkGate;
 use super::huge_table::{HugeSlot, HugeTable, HUGE_CACHE_SLOTS};
 use super::large_cache::{LargeCache, LARGE_CACHE_PAGES};
 use super::os::PAGE;
@@ -67,16 +68,12 @@ pub(crate) struct Core {
     pub(super) large_in_use: AtomicUsize,
     pub(super) large_free: AtomicUsize,
     pub(super) large_freed_since_purge: AtomicUsize,
-    /// Large operations that may hold free runs out of the index for a
-    /// moment (claimed to split, coalesce or purge, not yet returned).
-    pub(super) large_in_flight: AtomicUsize,
     pub(super) last_purge_ms: AtomicUsize,
     pub(crate) last_scavenge_ms: AtomicUsize,
-    /// Set by `Heap::prepare_fork` while a `fork` is under way: new large
-    /// operations wait (see `InFlight`).
-    pub(super) forking: AtomicBool,
-    /// The `pthread_self` of the thread forking (it may still allocate).
-    pub(super) fork_owner: AtomicUsize,
+    /// Large operations that may hold free runs out of the index for a
+    /// moment (claimed to split, coalesce or purge, not yet returned) pass
+    /// it; `Heap::prepare_fork` closes it while a `fork` is under way.
+    pub(super) fork_gate: ForkGate,
     /// Called once the arena is reserved (the process heap registers its
     /// `pthread_atfork` handlers there: it may allocate).
     pub(super) on_reserve: Option<fn()>,
@@ -126,11 +123,9 @@ macro_rules! core_new {
             large_in_use: AtomicUsize::new(0),
             large_free: AtomicUsize::new(0),
             large_freed_since_purge: AtomicUsize::new(0),
-            large_in_flight: AtomicUsize::new(0),
             last_purge_ms: AtomicUsize::new(0),
             last_scavenge_ms: AtomicUsize::new(0),
-            forking: AtomicBool::new(false),
-            fork_owner: AtomicUsize::new(0),
+            fork_gate: ForkGate::new(),
             on_reserve: None,
             huge: HugeTable::new(),
             huge_cache: [const { HugeSlot::new() }; HUGE_CACHE_SLOTS],
