@@ -434,6 +434,9 @@ pub fn vec_growth(a: &mut dyn ThreadAlloc, seed: u64, b: &Budget) {
                 }
             }
         }
+        // The peak: count it before the frees (the counter is flushed
+        // every 1024 operations, which would miss it).
+        c.flush();
         v.free(a, &mut c);
         for (s, _) in strings {
             s.free(a, &mut c);
