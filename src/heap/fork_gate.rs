@@ -19,8 +19,6 @@
 
 use core::cell::Cell;
 
-#[cfg(not(loom))]
-use crate::sync::plain;
 use crate::sync::{fence, AtomicBool, AtomicUsize, Ordering};
 
 /// Stripes of the count (fewer under loom, where each is a modelled
@@ -46,7 +44,7 @@ pub(super) struct ForkGate {
 /// The next stripe to hand a thread (round-robin; an id, not a
 /// synchronising value).
 #[cfg(not(loom))]
-static NEXT_STRIPE: plain::AtomicUsize = plain::AtomicUsize::new(0);
+static NEXT_STRIPE: AtomicUsize = AtomicUsize::new(0);
 
 #[cfg(not(loom))]
 crate::sync::thread_local! {
