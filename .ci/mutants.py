@@ -22,7 +22,8 @@ stress tests) fails or runs past the time limit, *survives* when they pass,
 and is *unviable* when it does not compile. Orderings that are not a direct
 argument of an atomic operation (an ordering chosen by a helper function, a
 seeded variant's switch) are weakened from `Acquire`/`Release` to `Relaxed`
-only (valid for every operation); other such sites are listed as skipped.
+only (valid for every operation); other such sites, and the code of the
+seeded bugs themselves, are listed as skipped.
 
 The file is restored after every mutant, also on Ctrl-C; the script refuses
 to start on a file with uncommitted changes, so a crash cannot lose work.
@@ -52,7 +53,7 @@ SUITES = {
     "src/reclaim.rs": (["loom_reclaim", "loom_stack"], ["own_epoch", "hazard_cache", "stack"]),
     "src/reclaim/own_epoch.rs": (["loom_reclaim", "loom_stack"], ["own_epoch", "stack"]),
     "src/heap/fork_gate.rs": (["loom_heap"], ["global"]),
-    "src/heap/index.rs": (["loom_heap"], ["heap"]),
+    "src/heap/huge_table.rs": (["loom_heap"], ["heap", "global"]),
 }
 
 LOAD = {"load"}
@@ -183,9 +184,25 @@ def find_mutants(path, text):
     replacement); each skipped site is (line, reason)."""
     code = mask(text)
     mutants, skipped = [], []
+    # Code that exists only to be a seeded bug (a `seeded_bug_*` function,
+    # the bug's branch `if seeded::...() { ... }`) is not mutated: a mutant
+    # of a bug says nothing about the structure.
+    seeded_spans = []
+    for m in re.finditer(r"\bfn\s+seeded_bug\w*[^{;]*\{|\bif\s+seeded::\w+\(\)\s*\{", code):
+        seeded_spans.append((m.start(), matching(code, m.end() - 1)))
+
+    # Nor are the unit tests at the end of a file.
+    for m in re.finditer(r"#\[cfg\((?:all\()?test\b[^\]]*\]\s*mod\s+\w+\s*\{", code):
+        seeded_spans.append((m.start(), matching(code, m.end() - 1)))
+
+    def in_seeded(pos):
+        return any(a <= pos <= b for a, b in seeded_spans)
     for m in re.finditer(r"\b(?:Ordering::)?(SeqCst|AcqRel|Acquire|Release)\b", code):
         order, pos = m.group(1), m.start()
         line = line_of(text, pos)
+        if in_seeded(pos):
+            skipped.append((line, f"{order} in a seeded bug's own code or a unit test"))
+            continue
         if not m.group(0).startswith("Ordering::"):
             # A bare name is an enum variant of something else, or a `use`.
             continue
@@ -234,6 +251,9 @@ def find_mutants(path, text):
         open_paren = m.end() - 1
         close = matching(code, open_paren)
         line = line_of(text, m.start())
+        if in_seeded(m.start()):
+            skipped.append((line, "CAS in a seeded bug's own code or a unit test"))
+            continue
         rest = code[close + 1:]
         after = re.match(r"\s*\.\s*(is_ok|is_err)\s*\(\s*\)", rest)
         if after:
@@ -304,7 +324,8 @@ def run(cmd, env, timeout):
     failed = re.findall(r"^test (\S+) \.\.\. FAILED", out, re.M)
     if not failed:
         failed = re.findall(r"^---- (\S+) stdout ----", out, re.M)
-    return "fail", time.time() - t0, (failed[0] if failed else out.strip().splitlines()[-1:] or [""])[0]
+    what = failed[0] if failed else (out.strip().splitlines() or [""])[-1]
+    return "fail", time.time() - t0, what
 
 
 def cargo(loom, tests, build_only):
