@@ -198,6 +198,9 @@ pub use stats::{ClassStats, Stats};
 #[cfg(loom)]
 #[doc(hidden)]
 pub use fork_gate::{seeded_fork_gate_bug, ModelForkGate};
+#[cfg(loom)]
+#[doc(hidden)]
+pub use huge_table::{seeded_huge_table_bug, HugeTableBug, ModelHugeTable};
 #[cfg(not(loom))]
 pub use global::VvMalloc;
 #[cfg(loom)]
