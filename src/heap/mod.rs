@@ -198,11 +198,11 @@ pub use stats::{ClassStats, Stats};
 #[cfg(loom)]
 #[doc(hidden)]
 pub use fork_gate::{seeded_fork_gate_bug, ModelForkGate};
+#[cfg(not(loom))]
+pub use global::VvMalloc;
 #[cfg(loom)]
 #[doc(hidden)]
 pub use huge_table::{seeded_huge_table_bug, HugeTableBug, ModelHugeTable};
-#[cfg(not(loom))]
-pub use global::VvMalloc;
 #[cfg(loom)]
 pub use loom_build::VvMalloc;
 #[cfg(loom)]
