@@ -4,10 +4,12 @@
 //!
 //! Run with `RUSTFLAGS="--cfg loom" cargo test --release --test loom_heap`.
 //!
-//! - `IntrusiveStack` (the central heaps' and pools' stack): the ABA
-//!   schedule (one thread pops while another pops two nodes and pushes the
-//!   first back) leaves every node owned once; the untagged variant is
-//!   caught.
+//! - `IntrusiveStack` (the pools' and page lists' stack; its tagged head is
+//!   a loom `AtomicU64` in the loom build, so loom checks its orderings):
+//!   the ABA schedule (one thread pops while another pops two nodes and
+//!   pushes the first back) leaves every node owned once, and the untagged
+//!   variant is caught; a chain and a node pushed while another thread pops
+//!   and takes all hand over their payloads (loom cells) and links.
 //! - Pages owned by thread heaps: remote frees, abandoned pages and their
 //!   adoption, emptied pages going back to the pool and their next taker.
 //!   A page's owner's part is a loom-tracked cell, so a step of the
@@ -122,6 +124,88 @@ fn intrusive_stack_is_aba_safe() {
 #[should_panic(expected = "a node is owned twice or lost")]
 fn seeded_untagged_pop_is_caught() {
     aba(true);
+}
+
+/// A node whose payload is a loom cell: a read not ordered after the write
+/// that its pusher made before the push is a causality report.
+#[repr(C)]
+struct Cargo {
+    link: Link,
+    payload: loom::cell::UnsafeCell<usize>,
+}
+
+// SAFETY: the payload is written by the node's owner only (before its push,
+// or after the pop or take that handed the node over); loom checks that.
+unsafe impl Sync for Cargo {}
+
+fn payload(l: NonNull<Link>) -> usize {
+    // SAFETY: every link here is the first field of a `Cargo` we own.
+    unsafe { l.cast::<Cargo>().as_ref().payload.with(|p| *p) }
+}
+
+/// The intrusive stack publishes what its pushers wrote: thread 1 writes
+/// two nodes' payloads, links them with `set_next` and pushes them as one
+/// chain; thread 2 writes a third node and pushes it; the main thread pops
+/// one node and takes the rest at once, reading each payload, then drains
+/// what the threads pushed after. Every node comes out once, with its
+/// payload.
+fn intrusive_stack_publishes_what_pushers_wrote() {
+    let nodes: Arc<Vec<Cargo>> = Arc::new(
+        (0..3)
+            .map(|_| Cargo {
+                link: Link::new(),
+                payload: loom::cell::UnsafeCell::new(0),
+            })
+            .collect(),
+    );
+    let s = Arc::new(IntrusiveStack::new());
+    let chain = {
+        let (s, nodes) = (s.clone(), nodes.clone());
+        thread::spawn(move || {
+            for (i, n) in nodes[..2].iter().enumerate() {
+                // SAFETY: not pushed yet: ours.
+                n.payload.with_mut(|p| unsafe { *p = 10 + i });
+            }
+            nodes[0]
+                .link
+                .set_next(NonNull::from(&nodes[1].link).as_ptr());
+            // SAFETY: nodes 0 and 1 are linked and ours; `nodes` outlives
+            // every use of `s`.
+            unsafe { s.push_chain(NonNull::from(&nodes[0].link), NonNull::from(&nodes[1].link)) };
+        })
+    };
+    let single = {
+        let (s, nodes) = (s.clone(), nodes.clone());
+        thread::spawn(move || {
+            // SAFETY: not pushed yet: ours.
+            nodes[2].payload.with_mut(|p| unsafe { *p = 12 });
+            // SAFETY: ours; `nodes` outlives every use of `s`.
+            unsafe { s.push(NonNull::from(&nodes[2].link)) };
+        })
+    };
+    let mut got: Vec<usize> = s.pop().map(payload).into_iter().collect();
+    let mut next = s.take_all().map_or(std::ptr::null_mut(), NonNull::as_ptr);
+    while let Some(l) = NonNull::new(next) {
+        got.push(payload(l));
+        // SAFETY: taken: the chain is ours.
+        next = unsafe { l.as_ref() }.next();
+    }
+    chain.join().unwrap();
+    single.join().unwrap();
+    while let Some(l) = s.pop() {
+        got.push(payload(l));
+    }
+    got.sort_unstable();
+    assert_eq!(
+        got,
+        [10, 11, 12],
+        "a node lost, doubled or read before its payload"
+    );
+}
+
+#[test]
+fn intrusive_stack_publishes_payloads() {
+    model(intrusive_stack_publishes_what_pushers_wrote);
 }
 
 /// A small checked heap, built on a loom thread with a 1 MiB stack: `Heap`
@@ -411,6 +495,9 @@ fn retire_races_remote_free() -> bool {
             // SAFETY: from this heap with `big()`, handed to us.
             unsafe { local.dealloc(x as *mut u8, big()) };
             handoff.lock().unwrap().1 = true;
+            // A may flush before or after this allocation; the yield lets
+            // loom run A here without spending a preemption on it.
+            thread::yield_now();
             let z = local.alloc(other()) as usize;
             tag(z, 0xB);
             assert_eq!(tagged(z), 0xB);
@@ -526,5 +613,105 @@ fn seeded_fork_gate_flag_first_is_caught() {
     assert_seeded_race_caught(
         vvmalloc::heap::seeded_fork_gate_bug,
         fork_gate_excludes_large_operations,
+    );
+}
+
+/// The huge table (`src/heap/huge_table.rs`), its slots being loom atomics
+/// in the loom build. A free without a size finds a huge block's length
+/// through it, so a lookup that finds the key must read that block's
+/// length; and a cache slot handed a freed mapping must hand out the
+/// mapping's length with it.
+fn huge_table_publishes_lengths() {
+    use vvmalloc::heap::ModelHugeTable;
+    let t = Arc::new(ModelHugeTable::new(2));
+    let other = {
+        let t = t.clone();
+        thread::spawn(move || {
+            assert!(t.insert(0x4000_0000, 3 << 20));
+            assert!(t.offer(0x8000_0000, 5 << 20));
+        })
+    };
+    if let Some(len) = t.len_of(0x4000_0000) {
+        assert_eq!(len, 3 << 20, "a huge block found before its length");
+    }
+    if let Some((addr, len)) = t.claim() {
+        assert_eq!(
+            (addr, len),
+            (0x8000_0000, 5 << 20),
+            "a cached mapping claimed before its length"
+        );
+    }
+    other.join().unwrap();
+}
+
+/// Two frees of one huge block race a new block's insert into the only
+/// slot: exactly one free wins (the other is a detected double free), the
+/// insert can reuse the slot only once it is tombstoned, and afterwards
+/// the table holds exactly what the winners left.
+fn huge_table_double_free_races_reuse() {
+    use vvmalloc::heap::ModelHugeTable;
+    let t = Arc::new(ModelHugeTable::new(1));
+    assert!(t.insert(0x4000_0000, 3 << 20));
+    let frees: Vec<_> = (0..2)
+        .map(|_| {
+            let t = t.clone();
+            thread::spawn(move || t.remove(0x4000_0000))
+        })
+        .collect();
+    let inserted = t.insert(0x8000_0000, 7 << 20);
+    let won: Vec<_> = frees
+        .into_iter()
+        .filter_map(|f| f.join().unwrap())
+        .collect();
+    assert_eq!(won, [3 << 20], "not exactly one free of a huge block won");
+    assert_eq!(t.len_of(0x4000_0000), None);
+    if inserted {
+        assert_eq!(t.len_of(0x8000_0000), Some(7 << 20));
+    }
+}
+
+#[test]
+fn huge_table_lookups_see_published_lengths() {
+    model(huge_table_publishes_lengths);
+}
+
+#[test]
+fn huge_table_double_free_wins_once_and_slots_are_reused() {
+    model(huge_table_double_free_races_reuse);
+}
+
+/// Runs `f` under loom with the huge table's seeded `bug`, which must fail
+/// with `report`.
+fn assert_huge_bug_caught(bug: vvmalloc::heap::HugeTableBug, f: fn(), report: &str) {
+    use vvmalloc::heap::{seeded_huge_table_bug, HugeTableBug};
+    seeded_huge_table_bug(bug);
+    let result = std::panic::catch_unwind(|| {
+        common::assert_caught(std::panic::AssertUnwindSafe(|| model(f)), &[report])
+    });
+    seeded_huge_table_bug(HugeTableBug::None);
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}
+
+/// Seeded: `insert` and `offer` publish the key before the length. A
+/// lookup that sees the key reads the slot's old length.
+#[test]
+fn seeded_huge_table_key_before_length_is_caught() {
+    assert_huge_bug_caught(
+        vvmalloc::heap::HugeTableBug::KeyBeforeLength,
+        huge_table_publishes_lengths,
+        "before its length",
+    );
+}
+
+/// Seeded: `remove` ignores the result of its CAS, so both frees of one
+/// block win (and the block would be unmapped twice).
+#[test]
+fn seeded_huge_table_remove_ignoring_its_cas_is_caught() {
+    assert_huge_bug_caught(
+        vvmalloc::heap::HugeTableBug::RemoveIgnoresCas,
+        huge_table_double_free_races_reuse,
+        "not exactly one free",
     );
 }

@@ -106,38 +106,55 @@ impl<T: ?Sized> UnsafeCell<T> {
 #[cfg(not(loom))]
 pub(crate) use portable_atomic::AtomicU128;
 
-/// Loom has no 128-bit atomic; the models use a loom mutex around a `u128`,
-/// which loom explores as one atomic step per operation (every operation is
-/// then as strong as `SeqCst`, so the models check the algorithm, and the
-/// orderings are argued in comments).
+/// Loom has no 128-bit atomic. The loom build packs the two halves of the
+/// one 128-bit value its only user holds (`IntrusiveStack`'s head: an
+/// address below 2^48 in the low half, an ABA counter in the high half)
+/// into a loom `AtomicU64`: the address in the low 48 bits, the counter's
+/// low 16 bits above. Loom then sees every ordering of the head, not a lock
+/// that makes each operation `SeqCst`. A model runs far fewer than 2^16
+/// operations, so the counter's wrap-around changes nothing a model can
+/// observe; an address that does not fit panics.
 #[cfg(loom)]
 #[derive(Debug)]
-pub(crate) struct AtomicU128(loom::sync::Mutex<u128>);
+pub(crate) struct AtomicU128(loom::sync::atomic::AtomicU64);
+
+#[cfg(loom)]
+const LOW_BITS: u32 = 48;
 
 #[cfg(loom)]
 impl AtomicU128 {
-    pub(crate) fn new(value: u128) -> Self {
-        Self(loom::sync::Mutex::new(value))
+    fn pack(v: u128) -> u64 {
+        let (low, high) = (v as u64, (v >> 64) as u64);
+        assert!(
+            low >> LOW_BITS == 0,
+            "loom's 128-bit atomic holds 48-bit addresses only"
+        );
+        low | (high << LOW_BITS)
     }
 
-    pub(crate) fn load(&self, _: Ordering) -> u128 {
-        *self.0.lock().unwrap()
+    fn unpack(v: u64) -> u128 {
+        ((v & ((1 << LOW_BITS) - 1)) as u128) | (((v >> LOW_BITS) as u128) << 64)
+    }
+
+    pub(crate) fn new(value: u128) -> Self {
+        Self(loom::sync::atomic::AtomicU64::new(Self::pack(value)))
+    }
+
+    pub(crate) fn load(&self, order: Ordering) -> u128 {
+        Self::unpack(self.0.load(order))
     }
 
     pub(crate) fn compare_exchange(
         &self,
         current: u128,
         new: u128,
-        _: Ordering,
-        _: Ordering,
+        success: Ordering,
+        failure: Ordering,
     ) -> Result<u128, u128> {
-        let mut v = self.0.lock().unwrap();
-        if *v == current {
-            *v = new;
-            Ok(current)
-        } else {
-            Err(*v)
-        }
+        self.0
+            .compare_exchange(Self::pack(current), Self::pack(new), success, failure)
+            .map(Self::unpack)
+            .map_err(Self::unpack)
     }
 
     pub(crate) fn compare_exchange_weak(
@@ -147,16 +164,13 @@ impl AtomicU128 {
         success: Ordering,
         failure: Ordering,
     ) -> Result<u128, u128> {
-        self.compare_exchange(current, new, success, failure)
+        self.0
+            .compare_exchange_weak(Self::pack(current), Self::pack(new), success, failure)
+            .map(Self::unpack)
+            .map_err(Self::unpack)
     }
 }
 
-/// Atomics that loom does not need to see: statistics counters and the
-/// allocator's side tables. Each value in them is published to other threads
-/// through a loom-visible handoff (a block or span passed through a shim
-/// atomic) or is a statistic read without ordering, so loom loses nothing by
-/// not modelling them, and they can live in `static`s and in `mmap`ped,
-/// zero-initialised memory (loom's atomics can do neither).
 pub(crate) mod plain {
     /// A cell for state owned by one thread (a thread cache): nothing to model.
     pub(crate) use core::cell::UnsafeCell as PlainUnsafeCell;

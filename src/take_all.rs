@@ -417,19 +417,26 @@ impl fmt::Debug for IntrusiveTakeAll {
     }
 }
 
-/// The two orderings of the protocol. Outside loom they are constants.
+/// The publishing half of the protocol: pairs with `TAKE`.
+const PUSH: Ordering = Ordering::Release;
+/// Pairs with `PUSH`, through the release sequence of the head.
+const TAKE: Ordering = Ordering::Acquire;
+
+/// The two orderings of the protocol. Outside loom they are the constants
+/// (one source for both builds, so the loom models check the orderings the
+/// release build runs).
 #[cfg(not(loom))]
 mod seeded {
     use crate::sync::Ordering;
 
     #[inline(always)]
     pub(super) fn push_order() -> Ordering {
-        Ordering::Release // the publishing half: pairs with the Acquire below
+        super::PUSH
     }
 
     #[inline(always)]
     pub(super) fn take_order() -> Ordering {
-        Ordering::Acquire // pairs with the Release above
+        super::TAKE
     }
 }
 
@@ -457,7 +464,7 @@ mod seeded {
         if WEAK_PUSH.with(Cell::get) {
             Ordering::Relaxed // the seeded bug: pairs with nothing
         } else {
-            Ordering::Release // the publishing half: pairs with the Acquire below
+            super::PUSH
         }
     }
 
@@ -465,7 +472,7 @@ mod seeded {
         if WEAK_TAKE.with(Cell::get) {
             Ordering::Relaxed // the seeded bug: pairs with nothing
         } else {
-            Ordering::Acquire // pairs with the Release above
+            super::TAKE
         }
     }
 }

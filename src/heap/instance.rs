@@ -3,7 +3,6 @@
 use core::fmt;
 
 use super::config::HeapConfig;
-use super::huge_table::{HugeSlot, HUGE_SLOTS};
 use super::index::{FreeIndex, SkipIndex};
 use super::os;
 use super::state::Core;
@@ -118,14 +117,8 @@ impl<I: FreeIndex> Drop for Heap<I> {
             };
         }
         // Huge blocks the user did not free are theirs to lose; the kept
-        // ones and the huge table are ours.
+        // ones are ours (and the huge table, unmapped by its own `Drop`).
         self.core.huge_cache_drain();
-        // Acquire: as in `HugeTable::slots`.
-        let slots = self.core.huge.slots.load(Ordering::Acquire);
-        if !slots.is_null() {
-            // SAFETY: the table's own mapping; `&mut self`: nobody uses it.
-            unsafe { os::unmap(slots.cast(), HUGE_SLOTS * size_of::<HugeSlot>()) };
-        }
     }
 }
 

@@ -201,6 +201,9 @@ pub use fork_gate::{seeded_fork_gate_bug, ModelForkGate};
 #[cfg(not(loom))]
 pub use global::VvMalloc;
 #[cfg(loom)]
+#[doc(hidden)]
+pub use huge_table::{seeded_huge_table_bug, HugeTableBug, ModelHugeTable};
+#[cfg(loom)]
 pub use loom_build::VvMalloc;
 #[cfg(loom)]
 #[doc(hidden)]

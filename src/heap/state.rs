@@ -100,7 +100,7 @@ unsafe impl Sync for Core {}
 /// The initialiser of `Core`, shared by the `const` constructor and loom's
 /// (whose atomics are not `const`).
 macro_rules! core_new {
-    ($config:expr, $central:expr, $stack:expr, $cache:expr) => {{
+    ($config:expr, $central:expr, $stack:expr, $cache:expr, $huge_cache:expr) => {{
         let config: HeapConfig = $config;
         let arena_bytes = config.arena_bytes.next_multiple_of(SPAN);
         Self {
@@ -128,7 +128,7 @@ macro_rules! core_new {
             fork_gate: ForkGate::new(),
             on_reserve: None,
             huge: HugeTable::new(),
-            huge_cache: [const { HugeSlot::new() }; HUGE_CACHE_SLOTS],
+            huge_cache: $huge_cache,
             huge_cached: AtomicUsize::new(0),
             huge_blocks: AtomicUsize::new(0),
             huge_bytes: AtomicUsize::new(0),
@@ -146,7 +146,8 @@ impl Core {
             config,
             [const { ClassPages::new() }; CLASSES],
             IntrusiveStack::new(),
-            [const { LargeCache::new() }; LARGE_CACHE_PAGES]
+            [const { LargeCache::new() }; LARGE_CACHE_PAGES],
+            [const { HugeSlot::new() }; HUGE_CACHE_SLOTS]
         )
     }
 
@@ -156,7 +157,8 @@ impl Core {
             config,
             core::array::from_fn(|_| ClassPages::new()),
             IntrusiveStack::new(),
-            core::array::from_fn(|_| LargeCache::new())
+            core::array::from_fn(|_| LargeCache::new()),
+            core::array::from_fn(|_| HugeSlot::new())
         )
     }
 

@@ -451,20 +451,25 @@ thread_local! {
     static CACHE: RefCell<Cache> = RefCell::new(Cache::new());
 }
 
-/// The orderings of the claim protocol, which the loom models weaken one at
-/// a time to show that they catch it.
+/// The publishing half of the claim protocol: pairs with `CLAIM`.
+const RELEASE: Ordering = Ordering::Release;
+/// Pairs with `RELEASE`.
+const CLAIM: Ordering = Ordering::Acquire;
+
+/// The orderings of the claim protocol, which the loom models weaken to
+/// show that they catch it; one source for both builds.
 #[cfg(not(loom))]
 mod seeded {
     use crate::sync::Ordering;
 
     #[inline(always)]
     pub(super) fn release_order() -> Ordering {
-        Ordering::Release // the publishing half: pairs with the Acquire below
+        super::RELEASE
     }
 
     #[inline(always)]
     pub(super) fn claim_order() -> Ordering {
-        Ordering::Acquire // pairs with the Release above
+        super::CLAIM
     }
 }
 
@@ -491,7 +496,7 @@ mod seeded {
         if WEAK.with(Cell::get) {
             Ordering::Relaxed // the seeded bug: pairs with nothing
         } else {
-            Ordering::Release // the publishing half: pairs with the Acquire below
+            super::RELEASE
         }
     }
 
@@ -499,7 +504,7 @@ mod seeded {
         if WEAK.with(Cell::get) {
             Ordering::Relaxed // the seeded bug: pairs with nothing
         } else {
-            Ordering::Acquire // pairs with the Release above
+            super::CLAIM
         }
     }
 }
