@@ -54,6 +54,8 @@ SUITES = {
     "src/reclaim/own_epoch.rs": (["loom_reclaim", "loom_stack"], ["own_epoch", "stack"]),
     "src/heap/fork_gate.rs": (["loom_heap"], ["global"]),
     "src/heap/huge_table.rs": (["loom_heap"], ["heap", "global"]),
+    "src/heap/arena.rs": (["loom_heap"], ["heap", "global"]),
+    "src/heap/pool.rs": (["loom_heap"], ["heap", "global"]),
 }
 
 LOAD = {"load"}

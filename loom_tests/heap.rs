@@ -14,8 +14,10 @@
 //!   adoption, emptied pages going back to the pool and their next taker.
 //!   A page's owner's part is a loom-tracked cell, so a step of the
 //!   protocol that lets two threads write it without a happens-before edge
-//!   is a causality report; each of the three seeded bugs
-//!   ([`PageBug`]) moves one such step and must be caught. Blocks are
+//!   is a causality report; each of the seeded bugs ([`PageBug`]) moves
+//!   or drops one such step and must be caught. Span carving: two threads
+//!   carving fresh spans from the arena's bump at once get one each (the
+//!   bump's CAS replaced by a load and a store is caught). Blocks are
 //!   never handed out twice, and the heap's counts add up.
 //! - The free index: concurrent claims and returns of the large heap's free
 //!   runs claim each run once and lose none.
@@ -401,6 +403,55 @@ fn seeded_owner_check_skipped_is_caught() {
         |on| seeded_page_bug(on.then_some(PageBug::OwnerCheckSkipped)),
         remote_free_races_owner,
     );
+}
+
+/// Span carving: two threads' first allocations (different classes) each
+/// carve a fresh span from the arena's bump at once. Each gets its own span
+/// (formatting a span writes its record's owner's part, a loom cell, so two
+/// threads formatting one span is also a causality report).
+fn fresh_spans_race() {
+    let heap = heap();
+    let carve = |layout: Layout| {
+        let heap = heap.clone();
+        thread::spawn(move || {
+            let local = heap.local();
+            let p = local.alloc(layout) as usize;
+            assert!(p != 0);
+            tag(p, layout.size());
+            p
+        })
+    };
+    let (a, b) = (carve(big()), carve(other()));
+    let (a, b) = (a.join().unwrap(), b.join().unwrap());
+    assert!(!same_span(a, b), "two threads carved one span");
+    assert_eq!((tagged(a), tagged(b)), (big().size(), other().size()));
+    // SAFETY: from this heap with these layouts, live and ours.
+    unsafe {
+        heap.dealloc(a as *mut u8, big());
+        heap.dealloc(b as *mut u8, other());
+    }
+    assert_all_back(&heap);
+}
+
+#[test]
+fn fresh_spans_are_carved_once() {
+    model(fresh_spans_race);
+}
+
+/// The seeded bug: the bump advances with a load and a store, not a CAS.
+#[test]
+fn seeded_bump_without_cas_is_caught() {
+    seeded_page_bug(Some(PageBug::BumpWithoutCas));
+    let result = std::panic::catch_unwind(|| {
+        common::assert_caught(
+            std::panic::AssertUnwindSafe(|| model(fresh_spans_race)),
+            &["Causality violation", "two threads carved one span"],
+        )
+    });
+    seeded_page_bug(None);
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
 }
 
 /// A page abandoned at thread exit racing its adoption: A allocates a block

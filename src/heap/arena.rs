@@ -7,6 +7,7 @@ use super::class::SPAN;
 use super::os::{self, PAGE};
 use super::page::SpanMeta;
 use super::state::{Core, CHECK_OFF, CHECK_ON, CHECK_UNKNOWN};
+use super::thread_heap::seeded::{self, PageBug};
 use crate::sync::plain::AtomicU32;
 use crate::sync::Ordering;
 
@@ -161,6 +162,12 @@ impl Core {
         let mut cur = self.bump.load(Ordering::Relaxed);
         loop {
             let end = cur.checked_add(len).filter(|&e| e <= self.arena_bytes)?;
+            if seeded::is(PageBug::BumpWithoutCas) {
+                // The seeded bug (loom only): no CAS, so a concurrent carve
+                // may take the same range.
+                self.bump.store(end, Ordering::Relaxed);
+                break;
+            }
             // Relaxed: as above.
             match self
                 .bump

@@ -14,7 +14,7 @@ use super::large_cache::{LargeCache, LARGE_CACHE_PAGES};
 use super::os::PAGE;
 use super::page::SpanMeta;
 use crate::intrusive::IntrusiveStack;
-use crate::sync::plain::{AtomicBool, AtomicIsize, AtomicU32, AtomicU8, AtomicUsize};
+use crate::sync::plain::{AtomicIsize, AtomicU32, AtomicU8, AtomicUsize};
 use crate::sync::Ordering;
 
 /// Not decided yet: the process heap reads `VVMALLOC_CHECKED` when it
@@ -38,7 +38,7 @@ pub(crate) struct Core {
     /// block starting there (0 where none starts).
     pub(super) table_bytes: usize,
     /// Bytes of the arena handed out to spans and large regions so far.
-    pub(super) bump: AtomicUsize,
+    pub(super) bump: crate::sync::AtomicUsize,
     /// `CHECK_ON`, `CHECK_OFF`, or `CHECK_UNKNOWN` for the process heap
     /// until it reserves its arena and reads `VVMALLOC_CHECKED` (see the
     /// `checked` module).
@@ -63,7 +63,7 @@ pub(crate) struct Core {
     pub(super) large_cached: AtomicUsize,
     /// Held by a purge of the pool of empty pages or of the large heap's
     /// free runs (and by a fork in progress): one at a time.
-    pub(crate) scavenging: AtomicBool,
+    pub(crate) scavenging: crate::sync::AtomicBool,
     pub(crate) requested: AtomicIsize,
     pub(super) large_in_use: AtomicUsize,
     pub(super) large_free: AtomicUsize,
@@ -109,7 +109,7 @@ macro_rules! core_new {
             table_bytes: (arena_bytes / SPAN * size_of::<SpanMeta>()
                 + arena_bytes / PAGE * size_of::<AtomicU32>())
             .next_multiple_of(SPAN),
-            bump: AtomicUsize::new(0),
+            bump: crate::sync::AtomicUsize::new(0),
             checked: AtomicU8::new(if config.checked { CHECK_ON } else { CHECK_OFF }),
             pages: $central,
             dirty: $stack,
@@ -118,7 +118,7 @@ macro_rules! core_new {
             free_spans: $stack,
             large_cache: $cache,
             large_cached: AtomicUsize::new(0),
-            scavenging: AtomicBool::new(false),
+            scavenging: crate::sync::AtomicBool::new(false),
             requested: AtomicIsize::new(0),
             large_in_use: AtomicUsize::new(0),
             large_free: AtomicUsize::new(0),

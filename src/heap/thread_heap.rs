@@ -456,6 +456,9 @@ pub enum PageBug {
     /// `flush` puts an emptied page in the pool before unlinking it: the
     /// page's next taker formats it while the unlink writes it.
     RetirePublishesFirst,
+    /// The arena's bump carves a span with a load and a store instead of a
+    /// CAS: two threads carving at once get the same span.
+    BumpWithoutCas,
 }
 
 /// Switches the seeded bug `bug` on (`None`: off) for the calling test's
@@ -467,10 +470,10 @@ pub fn seeded_page_bug(bug: Option<PageBug>) {
 }
 
 #[cfg(loom)]
-mod seeded {
+pub(super) mod seeded {
     use core::cell::Cell;
 
-    use super::PageBug;
+    pub(in crate::heap) use super::PageBug;
 
     // std's thread-local: loom runs a model's threads on the OS thread of
     // the test that started it, so the switch is that test's alone.
@@ -478,23 +481,24 @@ mod seeded {
         pub(super) static BUG: Cell<Option<PageBug>> = const { Cell::new(None) };
     }
 
-    pub(super) fn is(bug: PageBug) -> bool {
+    pub(in crate::heap) fn is(bug: PageBug) -> bool {
         BUG.with(Cell::get) == Some(bug)
     }
 }
 
 /// Outside loom no bug is seeded, and the tests fold away.
 #[cfg(not(loom))]
-mod seeded {
+pub(super) mod seeded {
     #[derive(Clone, Copy)]
-    pub(super) enum PageBug {
+    pub(in crate::heap) enum PageBug {
         OwnerCheckSkipped,
         AbandonPublishesFirst,
         RetirePublishesFirst,
+        BumpWithoutCas,
     }
 
     #[inline(always)]
-    pub(super) fn is(_: PageBug) -> bool {
+    pub(in crate::heap) fn is(_: PageBug) -> bool {
         false
     }
 }
