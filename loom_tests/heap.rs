@@ -210,6 +210,47 @@ fn intrusive_stack_publishes_payloads() {
     model(intrusive_stack_publishes_what_pushers_wrote);
 }
 
+/// `take_all` racing a push: the stack holds one node when a thread pushes
+/// a second while the main thread takes all; whatever the take got is not
+/// in the stack any more (a failed CAS must retry, not return), and
+/// every node comes out once.
+fn intrusive_take_all_races_push() {
+    let nodes: Arc<Vec<Cargo>> = Arc::new(
+        (0..2)
+            .map(|i| Cargo {
+                link: Link::new(),
+                payload: loom::cell::UnsafeCell::new(20 + i),
+            })
+            .collect(),
+    );
+    let s = Arc::new(IntrusiveStack::new());
+    // SAFETY: ours; `nodes` outlives every use of `s`.
+    unsafe { s.push(NonNull::from(&nodes[0].link)) };
+    let pusher = {
+        let (s, nodes) = (s.clone(), nodes.clone());
+        // SAFETY: as above.
+        thread::spawn(move || unsafe { s.push(NonNull::from(&nodes[1].link)) })
+    };
+    let mut got = Vec::new();
+    let mut next = s.take_all().map_or(std::ptr::null_mut(), NonNull::as_ptr);
+    while let Some(l) = NonNull::new(next) {
+        got.push(payload(l));
+        // SAFETY: taken: the chain is ours.
+        next = unsafe { l.as_ref() }.next();
+    }
+    pusher.join().unwrap();
+    while let Some(l) = s.pop() {
+        got.push(payload(l));
+    }
+    got.sort_unstable();
+    assert_eq!(got, [20, 21], "a node taken twice or lost");
+}
+
+#[test]
+fn intrusive_take_all_races_a_push() {
+    model(intrusive_take_all_races_push);
+}
+
 /// A small checked heap, built on a loom thread with a 1 MiB stack: `Heap`
 /// is a large struct (its per-class state is inline), and loom runs the
 /// model's own thread on a 32 KiB stack, which building it overflowed.
