@@ -762,6 +762,36 @@ fn huge_table_double_free_races_reuse() {
     }
 }
 
+/// A cached mapping that one claimer puts back (it does not fit) keeps its
+/// length for the next claimer, which may read the put-back's key and not
+/// the offer's: the put-back must publish what the offer did.
+fn huge_cache_put_back_keeps_the_length() {
+    use vvmalloc::heap::ModelHugeTable;
+    let t = Arc::new(ModelHugeTable::new(1));
+    let offer = {
+        let t = t.clone();
+        thread::spawn(move || assert!(t.offer(0x8000_0000, 5 << 20)))
+    };
+    let misfit = {
+        let t = t.clone();
+        thread::spawn(move || t.claim_misfit())
+    };
+    if let Some(got) = t.claim() {
+        assert_eq!(
+            got,
+            (0x8000_0000, 5 << 20),
+            "a put-back mapping lost its length"
+        );
+    }
+    offer.join().unwrap();
+    misfit.join().unwrap();
+}
+
+#[test]
+fn huge_cache_put_back_publishes_the_length() {
+    model(huge_cache_put_back_keeps_the_length);
+}
+
 #[test]
 fn huge_table_lookups_see_published_lengths() {
     model(huge_table_publishes_lengths);

@@ -323,6 +323,17 @@ impl ModelHugeTable {
     pub fn claim(&self) -> Option<(usize, usize)> {
         self.cache.claim(|_, _| true)
     }
+
+    /// Looks at the cached mapping, finds it does not fit and puts it back
+    /// (a huge request of another size); whether there was one.
+    pub fn claim_misfit(&self) -> bool {
+        let seen = core::cell::Cell::new(false);
+        self.cache.claim(|_, _| {
+            seen.set(true);
+            false
+        });
+        seen.get()
+    }
 }
 
 /// Which seeded bug of the huge table the calling test's loom models run
