@@ -168,6 +168,23 @@ fn lower_bound_races_remove<R: Reclaim>() {
     );
 }
 
+/// A reader reaching a node through a link that another thread's search
+/// wrote when it unlinked a marked node: thread 1 inserts 2 after 1 and
+/// then looks it up; thread 2 removes 1 (if it is preempted between
+/// marking 1 and unlinking it, thread 1's search unlinks 1, making `head`
+/// point at 2); thread 3 looks 2 up from `head`. Thread 3 synchronizes with
+/// 2's inserter only through the unlinking CAS's `Release` (its visit of 2
+/// reads 2's tracked `Liveness`, which the inserter created). Three
+/// threads: run for `Epoch` only (see the module docs); the schedule needs
+/// both preemptions of the bound (thread 1 between its calls, thread 2
+/// between marking and unlinking).
+fn reader_walks_through_an_unlinked_neighbour<R: Reclaim>() {
+    run::<R>(
+        &[Insert(1, 0)],
+        &[vec![Insert(2, 1), Get(2)], vec![Remove(1)], vec![Get(2)]],
+    );
+}
+
 /// Declares, in a module per scheme, one `#[test]` per model function.
 macro_rules! models {
     ($scheme:ident: $($model:ident),* $(,)?) => {$(
@@ -188,6 +205,7 @@ mod epoch {
         pop_first_races_pop_first,
         pop_first_races_smaller_insert,
         lower_bound_races_remove,
+        reader_walks_through_an_unlinked_neighbour,
     );
 }
 
