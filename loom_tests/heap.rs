@@ -713,6 +713,14 @@ fn seeded_fork_gate_flag_first_is_caught() {
 /// through it, so a lookup that finds the key must read that block's
 /// length; and a cache slot handed a freed mapping must hand out the
 /// mapping's length with it.
+///
+/// The lookups run on a thread of their own that yields first. Loom's
+/// partial-order reduction keeps one last access per atomic, so the
+/// insert's first (hint) load of the slot hides its CAS from a lookup that
+/// ran before it: without the yield no explored execution has the lookup
+/// find the block. And the lookup thread is not the table's creator: loom
+/// never lets a thread read a stale value it saw before its last yield,
+/// which would hide the initial length from the creator.
 fn huge_table_publishes_lengths() {
     use vvmalloc::heap::ModelHugeTable;
     let t = Arc::new(ModelHugeTable::new(2));
@@ -723,17 +731,24 @@ fn huge_table_publishes_lengths() {
             assert!(t.offer(0x8000_0000, 5 << 20));
         })
     };
-    if let Some(len) = t.len_of(0x4000_0000) {
-        assert_eq!(len, 3 << 20, "a huge block found before its length");
-    }
-    if let Some((addr, len)) = t.claim() {
-        assert_eq!(
-            (addr, len),
-            (0x8000_0000, 5 << 20),
-            "a cached mapping claimed before its length"
-        );
-    }
+    let lookups = {
+        let t = t.clone();
+        thread::spawn(move || {
+            thread::yield_now();
+            if let Some(len) = t.len_of(0x4000_0000) {
+                assert_eq!(len, 3 << 20, "a huge block found before its length");
+            }
+            if let Some((addr, len)) = t.claim() {
+                assert_eq!(
+                    (addr, len),
+                    (0x8000_0000, 5 << 20),
+                    "a cached mapping claimed before its length"
+                );
+            }
+        })
+    };
     other.join().unwrap();
+    lookups.join().unwrap();
 }
 
 /// Two frees of one huge block race a new block's insert into the only
