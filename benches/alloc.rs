@@ -17,6 +17,7 @@
 
 #![allow(missing_docs)]
 
+#[cfg(not(loom))]
 mod workloads;
 
 fn main() {

@@ -148,7 +148,10 @@ fn heaps() -> Vec<Box<dyn ReplayAlloc>> {
     vec![
         Box::new(Global::new("glibc", System)),
         Box::new(Global::new("vvmalloc", VvMalloc::new())),
+        // The peers are not built for the sanitizer run (Cargo.toml).
+        #[cfg(not(vvmalloc_sanitize))]
         Box::new(Global::new("jemalloc", tikv_jemallocator::Jemalloc)),
+        #[cfg(not(vvmalloc_sanitize))]
         Box::new(Global::new("mimalloc", mimalloc::MiMalloc)),
         Box::new(Heap::<SkipIndex>::with_config(config)),
         Box::new(Heap::<SkipIndex<Hazard>>::with_config(config)),
