@@ -271,12 +271,20 @@ pub(crate) fn assert_seeded_race_caught(
     switch: impl Fn(bool),
     model: impl Fn() + Sync + Send + 'static,
 ) {
+    assert_seeded_bug_caught(switch, model, &["Causality violation"]);
+}
+
+/// Runs `model` with a seeded bug switched on by `switch(true)`, switching it
+/// off afterwards whatever happens; the run must fail with one of `reports`
+/// (loom's own, or the model's checks).
+pub(crate) fn assert_seeded_bug_caught(
+    switch: impl Fn(bool),
+    model: impl Fn() + Sync + Send + 'static,
+    reports: &[&str],
+) {
     switch(true);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        assert_caught(
-            std::panic::AssertUnwindSafe(|| self::model(model)),
-            &["Causality violation"],
-        )
+        assert_caught(std::panic::AssertUnwindSafe(|| self::model(model)), reports)
     }));
     switch(false);
     if let Err(e) = result {
