@@ -56,6 +56,7 @@ SUITES = {
     "src/heap/huge_table.rs": (["loom_heap"], ["heap", "global"]),
     "src/heap/arena.rs": (["loom_heap"], ["heap", "global"]),
     "src/heap/pool.rs": (["loom_heap"], ["heap", "global"]),
+    "src/heap/large.rs": (["loom_heap"], ["heap", "realloc", "global"]),
 }
 
 LOAD = {"load"}

@@ -19,6 +19,11 @@
 //!   carving fresh spans from the arena's bump at once get one each (the
 //!   bump's CAS replaced by a load and a store is caught). Blocks are
 //!   never handed out twice, and the heap's counts add up.
+//! - Large blocks: a free into the large-block cache racing an allocation
+//!   the cache serves (the descriptor pushed before the block is written
+//!   into it is caught), and two frees of one block, of which the swap of
+//!   its page record (a loom atomic) lets exactly one win (the record
+//!   cleared with a load and a store is caught).
 //! - The free index: concurrent claims and returns of the large heap's free
 //!   runs claim each run once and lose none.
 
@@ -30,7 +35,7 @@ use std::alloc::Layout;
 use std::collections::BTreeSet;
 use std::ptr::NonNull;
 
-use common::{assert_seeded_race_caught, model, Outcomes};
+use common::{assert_seeded_bug_caught, assert_seeded_race_caught, model, Outcomes};
 use loom::sync::{Arc, Mutex};
 use loom::thread;
 use vvmalloc::heap::{seeded_page_bug, FreeIndex, HeapConfig, PageBug, SkipIndex, SPAN};
@@ -255,12 +260,18 @@ fn intrusive_take_all_races_a_push() {
 /// is a large struct (its per-class state is inline), and loom runs the
 /// model's own thread on a 32 KiB stack, which building it overflowed.
 fn heap() -> Arc<Heap> {
+    heap_with(true)
+}
+
+/// As [`heap`], checked or not (the checked mode stops the process at a
+/// misuse, which a model of a double free needs counted instead).
+fn heap_with(checked: bool) -> Arc<Heap> {
     thread::Builder::new()
         .stack_size(1 << 20)
-        .spawn(|| {
+        .spawn(move || {
             Arc::new(Heap::with_config(HeapConfig {
                 arena_bytes: 2 << 20,
-                checked: true,
+                checked,
             }))
         })
         .unwrap()
@@ -482,17 +493,127 @@ fn fresh_spans_are_carved_once() {
 /// The seeded bug: the bump advances with a load and a store, not a CAS.
 #[test]
 fn seeded_bump_without_cas_is_caught() {
-    seeded_page_bug(Some(PageBug::BumpWithoutCas));
-    let result = std::panic::catch_unwind(|| {
-        common::assert_caught(
-            std::panic::AssertUnwindSafe(|| model(fresh_spans_race)),
-            &["Causality violation", "two threads carved one span"],
-        )
-    });
-    seeded_page_bug(None);
-    if let Err(e) = result {
-        std::panic::resume_unwind(e);
+    assert_seeded_bug_caught(
+        |on| seeded_page_bug(on.then_some(PageBug::BumpWithoutCas)),
+        fresh_spans_race,
+        &["Causality violation", "two threads carved one span"],
+    );
+}
+
+/// The smallest large block: 16 KiB and a byte, 5 pages (`large_cache.rs`
+/// keeps blocks of this size under loom).
+fn large() -> Layout {
+    Layout::from_size_align(16 * 1024 + 1, 16).unwrap()
+}
+
+/// The bytes a large block of [`large`] spans: its page record's length.
+const LARGE_BYTES: usize = 5 * 4096;
+
+/// The large-block cache: A frees a large block into the cache while B
+/// allocates one of the same size. The cache already holds a block freed
+/// before the threads start, so B is served by the cache (it never reaches
+/// the free index) and may get either block. The cache's descriptors hand
+/// the blocks over (their `head` is a loom cell, published by the push and
+/// read by the pop), and the page records that a free clears and an
+/// allocation sets are loom atomics.
+fn large_cache_race() {
+    let heap = heap_with(false);
+    let x = heap.alloc(large()) as usize;
+    let y0 = heap.alloc(large()) as usize;
+    assert!(x != 0 && y0 != 0 && x != y0);
+    // SAFETY: from this heap with `large()`, live and ours.
+    unsafe { heap.dealloc(y0 as *mut u8, large()) };
+    let a = {
+        let heap = heap.clone();
+        // SAFETY: as above; the block is handed to A alone.
+        thread::spawn(move || unsafe { heap.dealloc(x as *mut u8, large()) })
+    };
+    let b = {
+        let heap = heap.clone();
+        thread::spawn(move || {
+            let y = heap.alloc(large()) as usize;
+            tag(y, 0xB);
+            y
+        })
+    };
+    a.join().unwrap();
+    let y = b.join().unwrap();
+    assert!(y == x || y == y0, "the cache did not serve the allocation");
+    assert_eq!(heap.usable_size(y as *const u8), Some(LARGE_BYTES));
+    assert_eq!(tagged(y), 0xB);
+    // The other block is still cached, once.
+    let z = heap.alloc(large()) as usize;
+    assert_eq!(z, if y == x { y0 } else { x }, "a cached block was lost");
+    // SAFETY: from this heap with `large()`, live and ours.
+    unsafe {
+        heap.dealloc(y as *mut u8, large());
+        heap.dealloc(z as *mut u8, large());
     }
+    assert_all_back(&heap);
+}
+
+#[test]
+fn large_cache_hands_blocks_over() {
+    model(large_cache_race);
+}
+
+/// The seeded bug: `cache_put` pushes the descriptor before writing the
+/// block into it, so B's pop reads the descriptor while A writes it.
+#[test]
+fn seeded_large_cache_publishing_first_is_caught() {
+    assert_seeded_race_caught(
+        |on| seeded_page_bug(on.then_some(PageBug::CachePublishesFirst)),
+        large_cache_race,
+    );
+}
+
+/// Two frees of one large block race (a program's double free, in a heap
+/// that counts misuse): the swap that clears the block's page record lets
+/// exactly one of them free it; the other is counted as misuse, and the
+/// block is cached once.
+fn large_double_free_race() {
+    let heap = heap_with(false);
+    let x = heap.alloc(large()) as usize;
+    assert!(x != 0);
+    let frees: Vec<_> = (0..2)
+        .map(|_| {
+            let heap = heap.clone();
+            // SAFETY: the double free under test; the heap must detect
+            // one of the two (a large block's free validates its record).
+            thread::spawn(move || unsafe { heap.dealloc(x as *mut u8, large()) })
+        })
+        .collect();
+    frees.into_iter().for_each(|f| f.join().unwrap());
+    assert_eq!(
+        heap.stats().misuse,
+        1,
+        "not exactly one free of a large block won"
+    );
+    let (p, q) = (heap.alloc(large()) as usize, heap.alloc(large()) as usize);
+    assert_eq!(p, x, "the freed block was not cached");
+    assert_ne!(q, x, "a large block was cached twice");
+    // SAFETY: from this heap with `large()`, live and ours.
+    unsafe {
+        heap.dealloc(p as *mut u8, large());
+        heap.dealloc(q as *mut u8, large());
+    }
+    assert_eq!(heap.stats().in_use_bytes, 0);
+}
+
+#[test]
+fn large_double_free_wins_once() {
+    model(large_double_free_race);
+}
+
+/// The seeded bug: the free clears the page record with a load and a
+/// store, so both frees may read it set and both win.
+#[test]
+fn seeded_large_record_cleared_without_swap_is_caught() {
+    assert_seeded_bug_caught(
+        |on| seeded_page_bug(on.then_some(PageBug::RecordClearedWithoutSwap)),
+        large_double_free_race,
+        &["not exactly one free of a large block won"],
+    );
 }
 
 /// A page abandoned at thread exit racing its adoption: A allocates a block
@@ -821,14 +942,11 @@ fn huge_table_double_free_wins_once_and_slots_are_reused() {
 /// with `report`.
 fn assert_huge_bug_caught(bug: vvmalloc::heap::HugeTableBug, f: fn(), report: &str) {
     use vvmalloc::heap::{seeded_huge_table_bug, HugeTableBug};
-    seeded_huge_table_bug(bug);
-    let result = std::panic::catch_unwind(|| {
-        common::assert_caught(std::panic::AssertUnwindSafe(|| model(f)), &[report])
-    });
-    seeded_huge_table_bug(HugeTableBug::None);
-    if let Err(e) = result {
-        std::panic::resume_unwind(e);
-    }
+    assert_seeded_bug_caught(
+        |on| seeded_huge_table_bug(if on { bug } else { HugeTableBug::None }),
+        f,
+        &[report],
+    );
 }
 
 /// Seeded: `insert` and `offer` publish the key before the length. A

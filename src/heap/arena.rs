@@ -8,8 +8,7 @@ use super::os::{self, PAGE};
 use super::page::SpanMeta;
 use super::state::{Core, CHECK_OFF, CHECK_ON, CHECK_UNKNOWN};
 use super::thread_heap::seeded::{self, PageBug};
-use crate::sync::plain::AtomicU32;
-use crate::sync::Ordering;
+use crate::sync::{AtomicU32, Ordering};
 
 impl Core {
     /// The arena's data start, reserving the arena on first use.
@@ -70,10 +69,22 @@ impl Core {
             return None;
         }
         #[cfg(loom)]
-        for i in 0..self.arena_bytes / SPAN {
-            // SAFETY: the table is committed and ours; loom's atomics must be
-            // constructed (zeroed memory is not a valid loom atomic).
-            unsafe { start.cast::<SpanMeta>().add(i).write(SpanMeta::new()) };
+        {
+            let units = self.arena_bytes / SPAN;
+            for i in 0..units {
+                // SAFETY: the table is committed and ours; loom's atomics
+                // must be constructed (zeroed memory is not a valid loom
+                // atomic).
+                unsafe { start.cast::<SpanMeta>().add(i).write(SpanMeta::new()) };
+            }
+            let records = start
+                .wrapping_add(units * size_of::<SpanMeta>())
+                .cast::<AtomicU32>();
+            for i in 0..self.arena_bytes / PAGE {
+                // SAFETY: the page records follow the span records inside
+                // the committed table (`table_bytes`); constructed as above.
+                unsafe { records.add(i).write(AtomicU32::new(0)) };
+            }
         }
         let data = start.wrapping_add(table);
         // AcqRel: Release publishes the zeroed (or constructed) side table

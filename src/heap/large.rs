@@ -12,6 +12,7 @@ use super::large_cache::{Batch, LARGE_CACHE_BYTES, LARGE_CACHE_MAX};
 use super::os::{self, PAGE};
 use super::page::{KIND_LARGE, KIND_META};
 use super::state::Core;
+use super::thread_heap::seeded::{self, PageBug};
 use crate::intrusive::Link;
 use crate::sync::{Ordering, UnsafeCell};
 
@@ -113,6 +114,14 @@ impl Core {
             undo(true);
             return false;
         };
+        if seeded::is(PageBug::CachePublishesFirst) {
+            // The seeded bug (loom only): published, then written.
+            // SAFETY: none (the bug): a taker may own the descriptor now.
+            unsafe { lc.stack.push(b.cast()) };
+            // SAFETY: none, as above.
+            unsafe { b.as_ref().head.with_mut(|h| *h = p) };
+            return true;
+        }
         // SAFETY: we own the descriptor until the push below publishes it.
         unsafe { b.as_ref().head.with_mut(|h| *h = p) };
         // SAFETY: as above; batch records are type-stable.
@@ -356,9 +365,20 @@ impl<I: FreeIndex> Heap<I> {
         // The page record is set while the block is live, at its start only:
         // of two frees of one block (or a free of a page inside a block, or
         // of a free run) only one finds it.
-        // Relaxed: see `alloc_large`; the swap itself decides between racing
-        // frees.
-        let entry = Entry::decode(core.page_entry(data, p).swap(0, Ordering::Relaxed));
+        let slot = core.page_entry(data, p);
+        let entry = Entry::decode(if seeded::is(PageBug::RecordClearedWithoutSwap) {
+            // The seeded bug (loom only): two racing frees may both read
+            // the record before either clears it.
+            // Relaxed: as below.
+            let e = slot.load(Ordering::Relaxed);
+            // Relaxed: as below.
+            slot.store(0, Ordering::Relaxed);
+            e
+        } else {
+            // Relaxed: see `alloc_large`; the swap itself decides between
+            // racing frees.
+            slot.swap(0, Ordering::Relaxed)
+        });
         if entry.pages == 0 {
             core.misuse(
                 "double free of a large block (or a pointer inside one)",

@@ -7,8 +7,10 @@ use crate::sync::plain::AtomicUsize;
 use crate::sync::UnsafeCell;
 
 /// Freed large blocks of up to this many pages are kept for reuse at their
-/// size (`Core::large_cache`), skipping the free index.
-pub(super) const LARGE_CACHE_PAGES: usize = if cfg!(loom) { 2 } else { 64 };
+/// size (`Core::large_cache`), skipping the free index. Under loom each
+/// size is a stack of loom objects built with every heap: 5 sizes reach the
+/// smallest large blocks (16 KiB and a byte: 5 pages), which the models use.
+pub(super) const LARGE_CACHE_PAGES: usize = if cfg!(loom) { 5 } else { 64 };
 /// At most this many blocks of one size are kept...
 pub(super) const LARGE_CACHE_MAX: usize = 16;
 /// ... and this many bytes in all.

@@ -16,8 +16,7 @@ use core::ptr;
 
 use super::class::{self, blocks_per_span, CLASS_SIZES, SPAN};
 use crate::intrusive::Link;
-use crate::sync::plain::AtomicU32;
-use crate::sync::{AtomicUsize, Ordering, UnsafeCell};
+use crate::sync::{AtomicU32, AtomicUsize, Ordering, UnsafeCell};
 use crate::take_all::IntrusiveTakeAll;
 
 /// `SpanMeta::kind` of a span in no use (in a pool of free spans).

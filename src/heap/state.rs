@@ -14,7 +14,7 @@ use super::large_cache::{LargeCache, LARGE_CACHE_PAGES};
 use super::os::PAGE;
 use super::page::SpanMeta;
 use crate::intrusive::IntrusiveStack;
-use crate::sync::plain::{AtomicIsize, AtomicU32, AtomicU8, AtomicUsize};
+use crate::sync::plain::{AtomicIsize, AtomicU8, AtomicUsize};
 use crate::sync::Ordering;
 
 /// Not decided yet: the process heap reads `VVMALLOC_CHECKED` when it
@@ -107,7 +107,7 @@ macro_rules! core_new {
             data: crate::sync::AtomicPtr::new(ptr::null_mut()),
             arena_bytes,
             table_bytes: (arena_bytes / SPAN * size_of::<SpanMeta>()
-                + arena_bytes / PAGE * size_of::<AtomicU32>())
+                + arena_bytes / PAGE * size_of::<crate::sync::AtomicU32>())
             .next_multiple_of(SPAN),
             bump: crate::sync::AtomicUsize::new(0),
             checked: AtomicU8::new(if config.checked { CHECK_ON } else { CHECK_OFF }),

@@ -459,6 +459,13 @@ pub enum PageBug {
     /// The arena's bump carves a span with a load and a store instead of a
     /// CAS: two threads carving at once get the same span.
     BumpWithoutCas,
+    /// A free of a large block clears its page record with a load and a
+    /// store instead of a swap: two frees of one block both win.
+    RecordClearedWithoutSwap,
+    /// `cache_put` pushes a large block's descriptor on the cache before
+    /// writing the block into it: a taker reads the descriptor while the
+    /// write is under way.
+    CachePublishesFirst,
 }
 
 /// Switches the seeded bug `bug` on (`None`: off) for the calling test's
@@ -495,6 +502,8 @@ pub(super) mod seeded {
         AbandonPublishesFirst,
         RetirePublishesFirst,
         BumpWithoutCas,
+        RecordClearedWithoutSwap,
+        CachePublishesFirst,
     }
 
     #[inline(always)]
