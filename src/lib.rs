@@ -62,6 +62,7 @@ pub mod raw;
 pub mod reclaim;
 pub mod skiplist;
 pub mod stack;
+mod stat;
 mod sync;
 pub mod take_all;
 pub mod trace;

@@ -99,7 +99,7 @@ use core::fmt;
 use core::marker::PhantomData;
 
 use crate::raw::Retirable;
-use crate::sync::plain;
+use crate::stat::SignedStat;
 use crate::sync::{AtomicPtr, Ordering};
 
 mod own_epoch;
@@ -180,7 +180,7 @@ pub trait Reclaim: sealed::Sealed + Sized + Send + Sync + 'static {
     fn raw_collect(domain: &Domain<Self>);
     /// The scheme's count of retired, not yet freed nodes.
     #[doc(hidden)]
-    fn raw_held() -> &'static plain::AtomicIsize;
+    fn raw_held() -> &'static SignedStat;
 }
 
 /// Nodes retired into any domain of the scheme `R` (by any structure of the
@@ -202,16 +202,15 @@ pub trait Reclaim: sealed::Sealed + Sized + Send + Sync + 'static {
 /// let _ = held_back::<Hazard>(); // other tests' nodes may be pending too
 /// ```
 pub fn held_back<R: Reclaim>() -> usize {
-    // Relaxed: a statistic; the retire and reclaim counts can be seen out of
-    // order, so a transient negative sum reads as zero.
-    R::raw_held().load(plain::Ordering::Relaxed).max(0) as usize
+    // The retire and reclaim counts can be seen out of order: a transient
+    // negative sum reads as zero.
+    R::raw_held().load().max(0) as usize
 }
 
 /// Counts one node freed by the scheme `R`.
 #[inline]
 fn count_reclaimed<R: Reclaim>() {
-    // Relaxed: a statistic (see `held_back`).
-    R::raw_held().fetch_sub(1, plain::Ordering::Relaxed);
+    R::raw_held().fetch_sub(1);
 }
 
 /// Where retired nodes wait until no thread can reach them.
@@ -422,8 +421,7 @@ impl<'d, R: Reclaim> Guard<'d, R> {
     ///    domain is dropped (forever, for the global domain): `reclaim` may
     ///    run that late.
     pub unsafe fn retire<N: Retirable + Send>(&self, ptr: *mut N) {
-        // Relaxed: a statistic (see `held_back`).
-        R::raw_held().fetch_add(1, plain::Ordering::Relaxed);
+        R::raw_held().fetch_add(1);
         // SAFETY: conditions 1-5 are this function's own.
         unsafe { R::raw_retire(&self.raw, ptr) }
     }
@@ -661,8 +659,8 @@ impl Reclaim for Epoch {
         }
     }
 
-    fn raw_held() -> &'static plain::AtomicIsize {
-        static HELD: plain::AtomicIsize = plain::AtomicIsize::new(0);
+    fn raw_held() -> &'static SignedStat {
+        static HELD: SignedStat = SignedStat::new(0);
         &HELD
     }
 }
@@ -964,8 +962,8 @@ impl Reclaim for Hazard {
         hazard_domain(domain).eager_reclaim();
     }
 
-    fn raw_held() -> &'static plain::AtomicIsize {
-        static HELD: plain::AtomicIsize = plain::AtomicIsize::new(0);
+    fn raw_held() -> &'static SignedStat {
+        static HELD: SignedStat = SignedStat::new(0);
         &HELD
     }
 }
@@ -1015,8 +1013,8 @@ impl Reclaim for Leak {
 
     fn raw_collect(_: &Domain<Self>) {}
 
-    fn raw_held() -> &'static plain::AtomicIsize {
-        static HELD: plain::AtomicIsize = plain::AtomicIsize::new(0);
+    fn raw_held() -> &'static SignedStat {
+        static HELD: SignedStat = SignedStat::new(0);
         &HELD
     }
 }

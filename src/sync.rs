@@ -171,6 +171,8 @@ impl AtomicU128 {
     }
 }
 
+/// What loom does not see: for `crate::stat`'s counters and the few other
+/// users that `.ci/shim-check` allows, with its reasons.
 pub(crate) mod plain {
     /// A cell for state owned by one thread (a thread cache): nothing to model.
     pub(crate) use core::cell::UnsafeCell as PlainUnsafeCell;

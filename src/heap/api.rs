@@ -145,15 +145,13 @@ impl<I: FreeIndex> Heap<I> {
         let core = &self.core;
         let classes: [ClassStats; CLASSES] = core::array::from_fn(|c| ClassStats {
             size: CLASS_SIZES[c] as usize,
-            // Relaxed: statistics.
-            in_use_blocks: core.pages[c].in_use.load(Ordering::Relaxed).max(0) as usize,
-            // Relaxed: as above.
-            spans: core.pages[c].spans.load(Ordering::Relaxed),
+            in_use_blocks: core.pages[c].in_use.load().max(0) as usize,
+            spans: core.pages[c].spans.load(),
         });
-        // Relaxed: as above.
+        // Relaxed: read for the statistics only (what it bounds, the used
+        // part of the arena, stays mapped).
         let bump = core.bump.load(Ordering::Relaxed);
-        // Relaxed: as above.
-        let huge = core.huge_bytes.load(Ordering::Relaxed);
+        let huge = core.huge_bytes.load();
         // Acquire: as in `Core::arena`.
         let data = core.data.load(Ordering::Acquire);
         let resident = if data.is_null() {
@@ -163,39 +161,25 @@ impl<I: FreeIndex> Heap<I> {
             unsafe { os::resident(data, bump) }.unwrap_or(bump)
         };
         let small_in_use: usize = classes.iter().map(|c| c.in_use_blocks * c.size).sum();
-        // Relaxed: as above.
-        let large = core.large_in_use.load(Ordering::Relaxed);
+        let large = core.large_in_use.load();
         Stats {
-            // Relaxed: as above.
-            requested_bytes: (core.requested.load(Ordering::Relaxed)
-                + core
-                    .pages
-                    .iter()
-                    // Relaxed: as above.
-                    .map(|k| k.requested.load(Ordering::Relaxed))
-                    .sum::<isize>())
+            requested_bytes: (core.requested.load()
+                + core.pages.iter().map(|k| k.requested.load()).sum::<isize>())
             .max(0) as usize,
             in_use_bytes: small_in_use + large + huge,
-            // Relaxed: as above.
-            mapped_bytes: bump + huge + core.huge_cached.load(Ordering::Relaxed),
+            mapped_bytes: bump + huge + core.huge_cached.load(),
             resident_bytes: resident + huge,
             small: classes,
             large_in_use_bytes: large,
             free_index_blocks: self.index.len(),
-            // Relaxed: as above.
-            free_index_bytes: core.large_free.load(Ordering::Relaxed),
-            // Relaxed: as above.
-            large_cache_bytes: core.large_cached.load(Ordering::Relaxed),
+            free_index_bytes: core.large_free.load(),
+            large_cache_bytes: core.large_cached.load(),
             reclaim_held_nodes: self.index.held_back(),
-            // Relaxed: as above.
-            huge_blocks: core.huge_blocks.load(Ordering::Relaxed),
+            huge_blocks: core.huge_blocks.load(),
             huge_bytes: huge,
-            // Relaxed: as above.
-            spans_released: core.spans_released.load(Ordering::Relaxed),
-            // Relaxed: as above.
-            empty_page_bytes: core.dirty_bytes.load(Ordering::Relaxed),
-            // Relaxed: as above.
-            misuse: core.misuse.load(Ordering::Relaxed),
+            spans_released: core.spans_released.load(),
+            empty_page_bytes: core.dirty_bytes.load(),
+            misuse: core.misuse.load(),
             arena_bytes: core.arena_bytes,
         }
     }

@@ -2,7 +2,7 @@
 //! and its counters. The operations on them are in `pool`.
 
 use crate::intrusive::IntrusiveStack;
-use crate::sync::plain::{AtomicIsize, AtomicUsize};
+use crate::stat::{SignedStat, Stat};
 
 /// One size class's shared pages and counters, on cache lines of its own.
 #[repr(align(128))]
@@ -14,14 +14,14 @@ pub(crate) struct ClassPages {
     pub(super) full: IntrusiveStack,
     /// Frees into pages no thread heap owned, since `full` was last
     /// searched (a heuristic trigger, no ordering).
-    pub(super) orphan_frees: AtomicUsize,
+    pub(super) orphan_frees: Stat,
     /// Blocks handed out and not freed (owners report per page, when they
     /// switch pages, collect or flush).
-    pub(crate) in_use: AtomicIsize,
+    pub(crate) in_use: SignedStat,
     /// Pages of the class.
-    pub(crate) spans: AtomicUsize,
+    pub(crate) spans: Stat,
     /// Bytes requested through thread heaps, minus bytes freed there.
-    pub(crate) requested: AtomicIsize,
+    pub(crate) requested: SignedStat,
 }
 
 impl ClassPages {
@@ -30,10 +30,10 @@ impl ClassPages {
         Self {
             abandoned: IntrusiveStack::new(),
             full: IntrusiveStack::new(),
-            orphan_frees: AtomicUsize::new(0),
-            in_use: AtomicIsize::new(0),
-            spans: AtomicUsize::new(0),
-            requested: AtomicIsize::new(0),
+            orphan_frees: Stat::new(0),
+            in_use: SignedStat::new(0),
+            spans: Stat::new(0),
+            requested: SignedStat::new(0),
         }
     }
 
@@ -42,10 +42,10 @@ impl ClassPages {
         Self {
             abandoned: IntrusiveStack::new(),
             full: IntrusiveStack::new(),
-            orphan_frees: AtomicUsize::new(0),
-            in_use: AtomicIsize::new(0),
-            spans: AtomicUsize::new(0),
-            requested: AtomicIsize::new(0),
+            orphan_frees: Stat::new(0),
+            in_use: SignedStat::new(0),
+            spans: Stat::new(0),
+            requested: SignedStat::new(0),
         }
     }
 }

@@ -6,7 +6,6 @@ use core::ptr;
 use super::huge_table::HUGE_CACHE_BYTES;
 use super::os;
 use super::state::Core;
-use crate::sync::Ordering;
 
 impl Core {
     /// A huge block, and whether it is known to be zero (a fresh mapping,
@@ -22,8 +21,7 @@ impl Core {
         // A cached mapping of the same size (up to an eighth more).
         let fits = |a: usize, len: usize| a % align == 0 && len >= n && len - n <= n / 8;
         if let Some((a, mut len)) = self.huge_cache.iter().find_map(|s| s.claim(fits)) {
-            // Relaxed: a bound.
-            self.huge_cached.fetch_sub(len, Ordering::Relaxed);
+            self.huge_cached.fetch_sub(len);
             let p = ptr::with_exposed_provenance_mut::<u8>(a);
             if len > n {
                 // The tail goes back, so the block's length is what was
@@ -38,10 +36,8 @@ impl Core {
                 unsafe { os::unmap(p, len) };
                 return (ptr::null_mut(), false);
             }
-            // Relaxed: statistics.
-            self.huge_blocks.fetch_add(1, Ordering::Relaxed);
-            // Relaxed: as above.
-            self.huge_bytes.fetch_add(len, Ordering::Relaxed);
+            self.huge_blocks.fetch_add(1);
+            self.huge_bytes.fetch_add(len);
             // Its pages were given back when it was cached: it reads as
             // zeros, as a fresh mapping does.
             return (p, true);
@@ -85,10 +81,8 @@ impl Core {
             unsafe { os::unmap(p, n) };
             return ptr::null_mut();
         }
-        // Relaxed: statistics.
-        self.huge_blocks.fetch_add(1, Ordering::Relaxed);
-        // Relaxed: as above.
-        self.huge_bytes.fetch_add(n, Ordering::Relaxed);
+        self.huge_blocks.fetch_add(1);
+        self.huge_bytes.fetch_add(n);
         p
     }
 
@@ -105,10 +99,8 @@ impl Core {
             // the removal made the block ours alone.
             unsafe { os::unmap(p, n) };
         }
-        // Relaxed: statistics.
-        self.huge_blocks.fetch_sub(1, Ordering::Relaxed);
-        // Relaxed: as above.
-        self.huge_bytes.fetch_sub(n, Ordering::Relaxed);
+        self.huge_blocks.fetch_sub(1);
+        self.huge_bytes.fetch_sub(n);
         Some(n)
     }
 
@@ -119,8 +111,8 @@ impl Core {
     /// and over peak at three times glibc's resident memory). `false` if
     /// the cache is full.
     pub(super) fn huge_cache_put(&self, p: *mut u8, len: usize) -> bool {
-        // Relaxed: a bound (a race may overshoot by a mapping per thread).
-        if self.huge_cached.fetch_add(len, Ordering::Relaxed) + len <= HUGE_CACHE_BYTES {
+        // A bound: a race may overshoot it by a mapping per thread.
+        if self.huge_cached.fetch_add(len) + len <= HUGE_CACHE_BYTES {
             // SAFETY: the freed mapping is ours alone (removed from the
             // table by the caller) and holds nothing anyone needs.
             unsafe { os::release(p, len) };
@@ -132,8 +124,7 @@ impl Core {
                 return true;
             }
         }
-        // Relaxed: as above.
-        self.huge_cached.fetch_sub(len, Ordering::Relaxed);
+        self.huge_cached.fetch_sub(len);
         false
     }
 
@@ -142,8 +133,7 @@ impl Core {
         let mut released = 0;
         for s in &self.huge_cache {
             if let Some((a, len)) = s.claim(|_, _| true) {
-                // Relaxed: a bound.
-                self.huge_cached.fetch_sub(len, Ordering::Relaxed);
+                self.huge_cached.fetch_sub(len);
                 // SAFETY: the claimed mapping is ours alone.
                 unsafe { os::unmap(ptr::with_exposed_provenance_mut::<u8>(a), len) };
                 released += len;

@@ -95,8 +95,7 @@ impl<I: FreeIndex> Heap<I> {
     /// memory (fault injection for tests).
     #[doc(hidden)]
     pub fn inject_os_failures(&self, n: usize) {
-        // Relaxed: a test hook.
-        self.core.inject_failures.store(n, Ordering::Relaxed);
+        self.core.inject_failures.store(n);
     }
 }
 

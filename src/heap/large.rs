@@ -80,10 +80,8 @@ impl Core {
         // before the Release CAS of its push, which our pop acquired.
         let p = unsafe { b.as_ref().head.with(|p| *p) };
         self.batch_put(b);
-        // Relaxed: bounds and statistics, no ordering.
-        lc.count.fetch_sub(1, Ordering::Relaxed);
-        // Relaxed: as above.
-        self.large_cached.fetch_sub(pages * PAGE, Ordering::Relaxed);
+        lc.count.fetch_sub(1);
+        self.large_cached.fetch_sub(pages * PAGE);
         Some(p)
     }
 
@@ -97,16 +95,16 @@ impl Core {
         let bytes = pages * PAGE;
         // Relaxed (all the counts here): bounds and statistics, no ordering.
         let undo = |with_bytes: bool| {
-            lc.count.fetch_sub(1, Ordering::Relaxed);
+            lc.count.fetch_sub(1);
             if with_bytes {
-                self.large_cached.fetch_sub(bytes, Ordering::Relaxed);
+                self.large_cached.fetch_sub(bytes);
             }
         };
-        if lc.count.fetch_add(1, Ordering::Relaxed) >= LARGE_CACHE_MAX {
+        if lc.count.fetch_add(1) >= LARGE_CACHE_MAX {
             undo(false);
             return false;
         }
-        if self.large_cached.fetch_add(bytes, Ordering::Relaxed) + bytes > LARGE_CACHE_BYTES {
+        if self.large_cached.fetch_add(bytes) + bytes > LARGE_CACHE_BYTES {
             undo(true);
             return false;
         }
@@ -205,8 +203,7 @@ impl<I: FreeIndex> Heap<I> {
         let n = n + reserve * PAGE;
         if align <= PAGE {
             if let Some(p) = core.cache_take(n / PAGE) {
-                // Relaxed: a statistic.
-                core.large_in_use.fetch_add(n, Ordering::Relaxed);
+                core.large_in_use.fetch_add(n);
                 // Relaxed: as below.
                 core.page_entry(data, p)
                     .store(entry.encode(), Ordering::Relaxed);
@@ -233,8 +230,7 @@ impl<I: FreeIndex> Heap<I> {
         };
         let (addr, got, fresh) = match found {
             Some((a, s)) => {
-                // Relaxed: a statistic.
-                core.large_free.fetch_sub(s, Ordering::Relaxed);
+                core.large_free.fetch_sub(s);
                 (a, s, false)
             }
             None => {
@@ -259,8 +255,7 @@ impl<I: FreeIndex> Heap<I> {
         if back > 0 {
             self.insert_remainder(start + n, back);
         }
-        // Relaxed: a statistic.
-        core.large_in_use.fetch_add(n, Ordering::Relaxed);
+        core.large_in_use.fetch_add(n);
         let p = data.with_addr(start);
         // Relaxed: read by a free of the block, which the program orders
         // after this allocation (it hands the pointer over).
@@ -285,8 +280,7 @@ impl<I: FreeIndex> Heap<I> {
             .filter(|&rs| size + rs <= cap)
         {
             if self.index.take_exact(addr + size, rs) {
-                // Relaxed: a statistic.
-                core.large_free.fetch_sub(rs, Ordering::Relaxed);
+                core.large_free.fetch_sub(rs);
                 size += rs;
             }
         }
@@ -296,25 +290,18 @@ impl<I: FreeIndex> Heap<I> {
             .filter(|&(_, ls)| size + ls <= cap)
         {
             if la + ls == addr && self.index.take_exact(la, ls) {
-                // Relaxed: a statistic.
-                core.large_free.fetch_sub(ls, Ordering::Relaxed);
+                core.large_free.fetch_sub(ls);
                 addr = la;
                 size += ls;
             }
         }
         let _ = data;
-        // Relaxed: a statistic, and the purge's trigger.
-        let free = core.large_free.fetch_add(size, Ordering::Relaxed) + size;
+        let free = core.large_free.fetch_add(size) + size;
         self.index.insert(addr, size);
         drop(busy);
-        // Relaxed: a heuristic trigger.
-        let freed = core
-            .large_freed_since_purge
-            .fetch_add(size, Ordering::Relaxed)
-            + size;
+        let freed = core.large_freed_since_purge.fetch_add(size) + size;
         if freed > LARGE_PURGE_MIN
-            // Relaxed: as above.
-            && free > LARGE_PURGE_MIN + 4 * core.large_in_use.load(Ordering::Relaxed)
+            && free > LARGE_PURGE_MIN + 4 * core.large_in_use.load()
             && core.rate_limit(&core.last_purge_ms)
         {
             self.purge_large();
@@ -335,8 +322,7 @@ impl<I: FreeIndex> Heap<I> {
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
         {
-            // Relaxed: a heuristic trigger.
-            core.large_freed_since_purge.store(0, Ordering::Relaxed);
+            core.large_freed_since_purge.store(0);
             self.trim_large(PURGE_RUN_MIN);
             // Release: as in `Core::scavenge`.
             core.scavenging.store(false, Ordering::Release);
@@ -389,8 +375,7 @@ impl<I: FreeIndex> Heap<I> {
         }
         // The block goes back with its growth reserve, as one run.
         let n = entry.total() * PAGE;
-        // Relaxed: a statistic.
-        core.large_in_use.fetch_sub(n, Ordering::Relaxed);
+        core.large_in_use.fetch_sub(n);
         if !core.cache_put(p, entry.total()) {
             self.free_run(data, addr, n);
         }
@@ -419,8 +404,7 @@ impl<I: FreeIndex> Heap<I> {
             let tail = (entry.total() - pages) * PAGE;
             // Relaxed: as above.
             slot.store(Entry { pages, reserve: 0 }.encode(), Ordering::Relaxed);
-            // Relaxed: a statistic.
-            core.large_in_use.fetch_sub(tail, Ordering::Relaxed);
+            core.large_in_use.fetch_sub(tail);
             self.free_run(data, addr + pages * PAGE, tail);
             return true;
         }
@@ -437,8 +421,7 @@ impl<I: FreeIndex> Heap<I> {
         let _busy = core.fork_gate.enter();
         match self.index.find_at(end) {
             Some(rs) if rs >= want && self.index.take_exact(end, rs) => {
-                // Relaxed: statistics.
-                core.large_free.fetch_sub(rs, Ordering::Relaxed);
+                core.large_free.fetch_sub(rs);
                 // A block that grows keeps growing: part of the run becomes
                 // its new reserve, so the next steps skip the index.
                 let reserve = ((rs - want) / PAGE).min(growth_reserve(pages));
@@ -446,8 +429,7 @@ impl<I: FreeIndex> Heap<I> {
                 if rs > taken {
                     self.insert_remainder(end + taken, rs - taken);
                 }
-                // Relaxed: as above.
-                core.large_in_use.fetch_add(taken, Ordering::Relaxed);
+                core.large_in_use.fetch_add(taken);
                 // Relaxed: as above.
                 slot.store(Entry { pages, reserve }.encode(), Ordering::Relaxed);
                 true
@@ -470,8 +452,7 @@ impl<I: FreeIndex> Heap<I> {
         let mut chain: *mut u8 = ptr::null_mut();
         let mut released = 0;
         while let Some((a, s)) = self.index.take_fit(min_run) {
-            // Relaxed: a statistic.
-            core.large_free.fetch_sub(s, Ordering::Relaxed);
+            core.large_free.fetch_sub(s);
             let p = data.with_addr(a);
             // SAFETY: the run is ours (claimed) and at least a page.
             unsafe {
@@ -504,8 +485,7 @@ impl<I: FreeIndex> Heap<I> {
 
     /// Records a free run without coalescing or purging.
     pub(super) fn free_run_clean(&self, addr: usize, size: usize) {
-        // Relaxed: a statistic.
-        self.core.large_free.fetch_add(size, Ordering::Relaxed);
+        self.core.large_free.fetch_add(size);
         self.index.insert(addr, size);
     }
 }

@@ -3,7 +3,7 @@
 //! operations, which need the arena, are in `large`.
 
 use crate::intrusive::{IntrusiveStack, Link};
-use crate::sync::plain::AtomicUsize;
+use crate::stat::Stat;
 use crate::sync::UnsafeCell;
 
 /// Freed large blocks of up to this many pages are kept for reuse at their
@@ -31,7 +31,7 @@ pub(super) struct Batch {
 /// never touch a block a program may be writing), each holding one block.
 pub(super) struct LargeCache {
     pub(super) stack: IntrusiveStack,
-    pub(super) count: AtomicUsize,
+    pub(super) count: Stat,
 }
 
 impl LargeCache {
@@ -39,7 +39,7 @@ impl LargeCache {
     pub(super) const fn new() -> Self {
         Self {
             stack: IntrusiveStack::new(),
-            count: AtomicUsize::new(0),
+            count: Stat::new(0),
         }
     }
 
@@ -47,7 +47,7 @@ impl LargeCache {
     pub(super) fn new() -> Self {
         Self {
             stack: IntrusiveStack::new(),
-            count: AtomicUsize::new(0),
+            count: Stat::new(0),
         }
     }
 }

@@ -14,7 +14,7 @@
 use core::ptr;
 use core::ptr::NonNull;
 
-use crate::sync::plain::{AtomicUsize, Ordering};
+use crate::stat::Stat;
 
 /// The page size the allocator assumes for its own granularity. The system's
 /// page size (queried at first use) must divide it.
@@ -25,9 +25,9 @@ pub(crate) fn page_size() -> usize {
     if cfg!(miri) {
         return PAGE;
     }
-    static SIZE: AtomicUsize = AtomicUsize::new(0);
-    // Relaxed: an idempotent cache of a constant.
-    let s = SIZE.load(Ordering::Relaxed);
+    static SIZE: Stat = Stat::new(0);
+    // An idempotent cache of a constant.
+    let s = SIZE.load();
     if s != 0 {
         return s;
     }
@@ -36,8 +36,7 @@ pub(crate) fn page_size() -> usize {
         n if n > 0 => n as usize,
         _ => PAGE,
     };
-    // Relaxed: as above.
-    SIZE.store(s, Ordering::Relaxed);
+    SIZE.store(s);
     s
 }
 

@@ -86,8 +86,7 @@ impl Core {
         let m = self.meta(data, Core::unit_of(data, span));
         // SAFETY: the span was just taken from a pool or the bump: ours.
         unsafe { m.format(c, owner) };
-        // Relaxed: a statistic.
-        self.pages[c].spans.fetch_add(1, Ordering::Relaxed);
+        self.pages[c].spans.fetch_add(1);
         Some(m)
     }
 
@@ -125,8 +124,7 @@ impl Core {
     #[inline]
     pub(crate) fn add_in_use(&self, c: usize, delta: isize) {
         if delta != 0 {
-            // Relaxed: a statistic.
-            self.pages[c].in_use.fetch_add(delta, Ordering::Relaxed);
+            self.pages[c].in_use.fetch_add(delta);
         }
     }
 
@@ -143,10 +141,8 @@ impl Core {
         // Relaxed: see `SpanMeta::kind`: a later free of one of its blocks
         // is a double free, which reads `KIND_FREE` as misuse.
         m.kind.store(KIND_FREE, Ordering::Relaxed);
-        // Relaxed: statistics.
-        self.pages[c].spans.fetch_sub(1, Ordering::Relaxed);
-        // Relaxed: a statistic and trigger.
-        self.dirty_bytes.fetch_add(SPAN, Ordering::Relaxed);
+        self.pages[c].spans.fetch_sub(1);
+        self.dirty_bytes.fetch_add(SPAN);
         // SAFETY: the record is ours (contract); records are type-stable.
         unsafe { self.dirty.push(link_of(m)) };
         self.maybe_purge();
@@ -155,8 +151,7 @@ impl Core {
     /// A span from the pool of empty pages (resident), if any.
     pub(crate) fn take_dirty(&self) -> Option<NonNull<Link>> {
         let l = self.dirty.pop()?;
-        // Relaxed: a statistic and trigger.
-        self.dirty_bytes.fetch_sub(SPAN, Ordering::Relaxed);
+        self.dirty_bytes.fetch_sub(SPAN);
         Some(l)
     }
 
@@ -176,8 +171,7 @@ impl Core {
     /// Counts a free into a page that no thread heap owned when looked at.
     #[inline]
     pub(crate) fn orphan_free(&self, c: usize) {
-        // Relaxed: a heuristic trigger.
-        self.pages[c].orphan_frees.fetch_add(1, Ordering::Relaxed);
+        self.pages[c].orphan_frees.fetch_add(1);
     }
 
     /// A page of class `c` no thread heap owns, now the caller's: an
@@ -187,11 +181,7 @@ impl Core {
         if let Some(l) = cp.abandoned.pop() {
             return Some(meta_of(l));
         }
-        // Relaxed: a heuristic trigger.
-        if cp.orphan_frees.load(Ordering::Relaxed) == 0
-            // Relaxed: as above.
-            || cp.orphan_frees.swap(0, Ordering::Relaxed) == 0
-        {
+        if cp.orphan_frees.load() == 0 || cp.orphan_frees.swap(0) == 0 {
             return None;
         }
         let mut l = cp.full.take_all().map_or(ptr::null_mut(), NonNull::as_ptr);
@@ -274,10 +264,7 @@ impl Core {
     /// Purges the pool of empty pages when it holds more than `PURGE_MIN`
     /// bytes, at most once per `DECAY_MS`.
     fn maybe_purge(&self) {
-        // Relaxed: a heuristic trigger.
-        if self.dirty_bytes.load(Ordering::Relaxed) > PURGE_MIN
-            && self.rate_limit(&self.last_scavenge_ms)
-        {
+        if self.dirty_bytes.load() > PURGE_MIN && self.rate_limit(&self.last_scavenge_ms) {
             self.purge_pages();
         }
     }
@@ -306,8 +293,7 @@ impl Core {
         while let Some(l) = NonNull::new(next) {
             // SAFETY: `take_all` made the chain ours.
             next = unsafe { l.as_ref() }.next();
-            // Relaxed: a statistic and trigger.
-            self.dirty_bytes.fetch_sub(SPAN, Ordering::Relaxed);
+            self.dirty_bytes.fetch_sub(SPAN);
             let m = meta_of(l);
             let span = self.span_of(data, m);
             // SAFETY: the span is empty and ours (popped from the pool).
@@ -315,8 +301,7 @@ impl Core {
             // SAFETY: ours; records are type-stable.
             unsafe { self.free_spans.push(l) };
             released += SPAN;
-            // Relaxed: a statistic.
-            self.spans_released.fetch_add(1, Ordering::Relaxed);
+            self.spans_released.fetch_add(1);
         }
         // Release: pairs with the Acquire CAS above.
         self.scavenging.store(false, Ordering::Release);

@@ -55,10 +55,7 @@ impl<I: FreeIndex> Heap<I> {
             None => {
                 let p = self.core.alloc_small_shared(c);
                 if !p.is_null() {
-                    // Relaxed: a statistic.
-                    self.core
-                        .requested
-                        .fetch_add(size as isize, Ordering::Relaxed);
+                    self.core.requested.fetch_add(size as isize);
                 }
                 p
             }
@@ -89,10 +86,7 @@ impl<I: FreeIndex> Heap<I> {
                 unsafe { b.free(&self.core, c, m, p) };
             }
             None => {
-                // Relaxed: a statistic.
-                self.core
-                    .requested
-                    .fetch_sub(size as isize, Ordering::Relaxed);
+                self.core.requested.fetch_sub(size as isize);
                 // Relaxed: see `SpanMeta::owner` (a heuristic here).
                 let orphan = m.owner.load(Ordering::Relaxed) == 0;
                 // SAFETY: the caller's contract.
@@ -153,10 +147,7 @@ impl<I: FreeIndex> Heap<I> {
             self.alloc_large(size, align).0
         };
         if !p.is_null() {
-            // Relaxed: a statistic.
-            self.core
-                .requested
-                .fetch_add(layout.size() as isize, Ordering::Relaxed);
+            self.core.requested.fetch_add(layout.size() as isize);
         }
         p
     }
@@ -173,10 +164,7 @@ impl<I: FreeIndex> Heap<I> {
                 self.core.alloc_huge(size, layout.align())
             };
             if !p.is_null() {
-                // Relaxed: a statistic.
-                self.core
-                    .requested
-                    .fetch_add(layout.size() as isize, Ordering::Relaxed);
+                self.core.requested.fetch_add(layout.size() as isize);
                 if !fresh {
                     // SAFETY: the block has at least `layout.size()` bytes.
                     unsafe { ptr::write_bytes(p, 0, layout.size()) };
@@ -231,9 +219,7 @@ impl<I: FreeIndex> Heap<I> {
             if kind == KIND_LARGE {
                 // SAFETY: the caller's contract.
                 if let Some(n) = unsafe { self.dealloc_large(p) } {
-                    // Relaxed: a statistic.
-                    core.requested
-                        .fetch_sub(size.unwrap_or(n) as isize, Ordering::Relaxed);
+                    core.requested.fetch_sub(size.unwrap_or(n) as isize);
                 }
                 return;
             }
@@ -251,9 +237,7 @@ impl<I: FreeIndex> Heap<I> {
             }
         } else if !p.is_null() {
             if let Some(n) = core.dealloc_huge(p) {
-                // Relaxed: a statistic.
-                core.requested
-                    .fetch_sub(size.unwrap_or(n) as isize, Ordering::Relaxed);
+                core.requested.fetch_sub(size.unwrap_or(n) as isize);
             }
         }
     }
@@ -285,8 +269,7 @@ impl<I: FreeIndex> Heap<I> {
                 if new_size <= cs && (same == Some(kind as usize - 1) || new_size * 2 > cs) {
                     match bins {
                         Some(b) => b.requested += delta,
-                        // Relaxed: a statistic.
-                        None => _ = core.requested.fetch_add(delta, Ordering::Relaxed),
+                        None => _ = core.requested.fetch_add(delta),
                     }
                     return p;
                 }
@@ -295,8 +278,7 @@ impl<I: FreeIndex> Heap<I> {
                 && (new_size > class::SMALL_MAX || new_size >= layout.size())
                 && self.resize_large(p, layout.size(), new_size)
             {
-                // Relaxed: a statistic.
-                core.requested.fetch_add(delta, Ordering::Relaxed);
+                core.requested.fetch_add(delta);
                 return p;
             }
         } else if layout.size() >= HUGE_MIN
@@ -327,12 +309,9 @@ impl<I: FreeIndex> Heap<I> {
             let _ = core.huge.insert(at as usize, len);
             return match moved {
                 Some(q) => {
-                    // Relaxed: statistics.
-                    core.huge_bytes.fetch_add(new, Ordering::Relaxed);
-                    // Relaxed: as above.
-                    core.huge_bytes.fetch_sub(old, Ordering::Relaxed);
-                    // Relaxed: as above.
-                    core.requested.fetch_add(delta, Ordering::Relaxed);
+                    core.huge_bytes.fetch_add(new);
+                    core.huge_bytes.fetch_sub(old);
+                    core.requested.fetch_add(delta);
                     q.as_ptr()
                 }
                 None => ptr::null_mut(),
@@ -352,9 +331,7 @@ impl<I: FreeIndex> Heap<I> {
                 .alloc_large_reserved(new_size, layout.align(), growth_reserve(pages))
                 .0;
             if !q.is_null() {
-                // Relaxed: a statistic.
-                core.requested
-                    .fetch_add(new_size as isize, Ordering::Relaxed);
+                core.requested.fetch_add(new_size as isize);
             }
             q
         } else {

@@ -14,8 +14,8 @@ use super::large_cache::{LargeCache, LARGE_CACHE_PAGES};
 use super::os::PAGE;
 use super::page::SpanMeta;
 use crate::intrusive::IntrusiveStack;
-use crate::sync::plain::{AtomicIsize, AtomicU8, AtomicUsize};
-use crate::sync::Ordering;
+use crate::stat::{SignedStat, Stat};
+use crate::sync::plain::AtomicU8;
 
 /// Not decided yet: the process heap reads `VVMALLOC_CHECKED` when it
 /// reserves its arena (see `checked`).
@@ -49,7 +49,7 @@ pub(crate) struct Core {
     /// back to the OS by `purge_pages`.
     pub(crate) dirty: IntrusiveStack,
     /// Bytes in `dirty`.
-    pub(crate) dirty_bytes: AtomicUsize,
+    pub(crate) dirty_bytes: Stat,
     /// Free batch descriptors.
     pub(super) batches: IntrusiveStack,
     /// Spans given back to the OS, ready for any use.
@@ -60,16 +60,16 @@ pub(crate) struct Core {
     /// of a search, split and coalesce in the free index.
     pub(super) large_cache: [LargeCache; LARGE_CACHE_PAGES],
     /// Bytes in `large_cache`.
-    pub(super) large_cached: AtomicUsize,
+    pub(super) large_cached: Stat,
     /// Held by a purge of the pool of empty pages or of the large heap's
     /// free runs (and by a fork in progress): one at a time.
     pub(crate) scavenging: crate::sync::AtomicBool,
-    pub(crate) requested: AtomicIsize,
-    pub(super) large_in_use: AtomicUsize,
-    pub(super) large_free: AtomicUsize,
-    pub(super) large_freed_since_purge: AtomicUsize,
-    pub(super) last_purge_ms: AtomicUsize,
-    pub(crate) last_scavenge_ms: AtomicUsize,
+    pub(crate) requested: SignedStat,
+    pub(super) large_in_use: Stat,
+    pub(super) large_free: Stat,
+    pub(super) large_freed_since_purge: Stat,
+    pub(super) last_purge_ms: Stat,
+    pub(crate) last_scavenge_ms: Stat,
     /// Large operations that may hold free runs out of the index for a
     /// moment (claimed to split, coalesce or purge, not yet returned) pass
     /// it; `Heap::prepare_fork` closes it while a `fork` is under way.
@@ -82,12 +82,12 @@ pub(crate) struct Core {
     /// Freed huge mappings kept for reuse.
     pub(super) huge_cache: [HugeSlot; HUGE_CACHE_SLOTS],
     /// Bytes in `huge_cache`.
-    pub(super) huge_cached: AtomicUsize,
-    pub(super) huge_blocks: AtomicUsize,
-    pub(super) huge_bytes: AtomicUsize,
-    pub(crate) spans_released: AtomicUsize,
-    pub(super) misuse: AtomicUsize,
-    pub(super) inject_failures: AtomicUsize,
+    pub(super) huge_cached: Stat,
+    pub(super) huge_blocks: Stat,
+    pub(super) huge_bytes: Stat,
+    pub(crate) spans_released: Stat,
+    pub(super) misuse: Stat,
+    pub(super) inject_failures: Stat,
 }
 
 // SAFETY: the raw pointers inside (arena, free chains) are owned by the heap,
@@ -113,28 +113,28 @@ macro_rules! core_new {
             checked: AtomicU8::new(if config.checked { CHECK_ON } else { CHECK_OFF }),
             pages: $central,
             dirty: $stack,
-            dirty_bytes: AtomicUsize::new(0),
+            dirty_bytes: Stat::new(0),
             batches: $stack,
             free_spans: $stack,
             large_cache: $cache,
-            large_cached: AtomicUsize::new(0),
+            large_cached: Stat::new(0),
             scavenging: crate::sync::AtomicBool::new(false),
-            requested: AtomicIsize::new(0),
-            large_in_use: AtomicUsize::new(0),
-            large_free: AtomicUsize::new(0),
-            large_freed_since_purge: AtomicUsize::new(0),
-            last_purge_ms: AtomicUsize::new(0),
-            last_scavenge_ms: AtomicUsize::new(0),
+            requested: SignedStat::new(0),
+            large_in_use: Stat::new(0),
+            large_free: Stat::new(0),
+            large_freed_since_purge: Stat::new(0),
+            last_purge_ms: Stat::new(0),
+            last_scavenge_ms: Stat::new(0),
             fork_gate: ForkGate::new(),
             on_reserve: None,
             huge: HugeTable::new(),
             huge_cache: $huge_cache,
-            huge_cached: AtomicUsize::new(0),
-            huge_blocks: AtomicUsize::new(0),
-            huge_bytes: AtomicUsize::new(0),
-            spans_released: AtomicUsize::new(0),
-            misuse: AtomicUsize::new(0),
-            inject_failures: AtomicUsize::new(0),
+            huge_cached: Stat::new(0),
+            huge_blocks: Stat::new(0),
+            huge_bytes: Stat::new(0),
+            spans_released: Stat::new(0),
+            misuse: Stat::new(0),
+            inject_failures: Stat::new(0),
         }
     }};
 }
@@ -169,26 +169,22 @@ impl Core {
 
     /// Consumes one injected OS failure, if any is pending.
     pub(super) fn os_fails(&self) -> bool {
-        // Relaxed: a test hook; only its count matters.
-        self.inject_failures.load(Ordering::Relaxed) > 0
+        self.inject_failures.load() > 0
             && self
                 .inject_failures
-                // Relaxed: as above.
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .fetch_update(|n| n.checked_sub(1))
                 .is_ok()
     }
 
     /// `true` at most once per `DECAY_MS` for the clock `last` (a
     /// millisecond timestamp): the purges that give memory back run only
     /// when their trigger has held for a while, not every time it holds.
-    pub(crate) fn rate_limit(&self, last: &AtomicUsize) -> bool {
+    /// Two threads passing at once is harmless (the scavenger flag
+    /// serialises the work).
+    pub(crate) fn rate_limit(&self, last: &Stat) -> bool {
         let now = now_ms();
-        // Relaxed: a heuristic; two threads passing at once is harmless
-        // (the scavenger flag serialises the work).
-        let prev = last.load(Ordering::Relaxed);
-        now.wrapping_sub(prev) >= DECAY_MS
-            // Relaxed: as above.
-            && last.compare_exchange(prev, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+        let prev = last.load();
+        now.wrapping_sub(prev) >= DECAY_MS && last.compare_exchange(prev, now).is_ok()
     }
 
     /// The class of the small block at `p` in the span `unit` of kind
@@ -218,8 +214,7 @@ impl Core {
     /// happened at `p`, with numbers that tell more.
     #[cold]
     pub(crate) fn misuse(&self, what: &str, p: *mut u8, details: &[(&str, usize)]) {
-        // Relaxed: a statistic.
-        self.misuse.fetch_add(1, Ordering::Relaxed);
+        self.misuse.fetch_add(1);
         if self.checks() {
             report_and_abort(what, p as usize, details);
         }

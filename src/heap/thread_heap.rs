@@ -25,13 +25,13 @@ use core::ptr;
 use super::class::CLASSES;
 use super::page::{set_next, SpanMeta, FULL, LISTED};
 use super::state::Core;
-use crate::sync::plain::AtomicUsize;
+use crate::stat::Stat;
 use crate::sync::Ordering;
 #[cfg(not(loom))]
 use seeded::PageBug;
 
 /// Thread heap ids; 0 is "no thread heap".
-static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
+static NEXT_ID: Stat = Stat::new(1);
 
 /// Full pages a slow path looks at for blocks given back, oldest first.
 const SCAN: usize = 4;
@@ -163,8 +163,8 @@ impl ThreadHeap {
     /// Gives the heap its id (once).
     pub(crate) fn init(&mut self) {
         if self.id == 0 {
-            // Relaxed: only uniqueness matters.
-            self.id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+            // Only uniqueness matters, which the add's atomicity gives.
+            self.id = NEXT_ID.fetch_add(1);
         }
     }
 
@@ -370,8 +370,7 @@ impl ThreadHeap {
 
     fn report_requested(&mut self, core: &Core) {
         if self.requested != 0 {
-            // Relaxed: a statistic.
-            core.requested.fetch_add(self.requested, Ordering::Relaxed);
+            core.requested.fetch_add(self.requested);
             self.requested = 0;
         }
     }
