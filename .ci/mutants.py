@@ -47,7 +47,8 @@ OUT = os.path.join(ROOT, "target", "mutants")
 SUITES = {
     "src/stack.rs": (["loom_stack"], ["stack"]),
     "src/take_all.rs": (["loom_take_all"], ["take_all"]),
-    "src/list.rs": (["loom_list"], ["list"]),
+    "src/list/map.rs": (["loom_list"], ["list"]),
+    "src/list/set.rs": (["loom_list"], ["list"]),
     "src/skiplist/node.rs": (["loom_skiplist"], ["skiplist"]),
     "src/skiplist/raw.rs": (["loom_skiplist"], ["skiplist"]),
     "src/skiplist/map.rs": (["loom_skiplist"], ["skiplist"]),
