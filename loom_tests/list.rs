@@ -180,6 +180,7 @@ fn lower_bound_races_remove<R: Reclaim>() {
 /// threads: run for `Epoch` only (see the module docs); the schedule needs
 /// both preemptions of the bound (thread 1 between its calls, thread 2
 /// between marking and unlinking).
+#[cfg(not(crossbeam_loom))]
 fn reader_walks_through_an_unlinked_neighbour<R: Reclaim>() {
     run::<R>(
         &[Insert(1, 0)],
