@@ -232,7 +232,7 @@ impl ForkGate {
     }
 }
 
-/// The fork gate on its own, for the loom models (`loom_tests/heap.rs`):
+/// The fork gate on its own, for the loom models (`loom_tests/heap/`):
 /// `enter` stands for a large operation, `close` and `open` for
 /// `Heap::prepare_fork` and `after_fork_parent`.
 #[cfg(loom)]

@@ -29,7 +29,7 @@ pub(super) const HUGE_CACHE_BYTES: usize = 128 << 20;
 ///
 /// Under loom the slots are a few loom atomics made by the constructor
 /// (loom's atomics are neither `const` nor valid when zero-filled), so the
-/// models in `loom_tests/heap.rs` check the slot protocol itself.
+/// models in `loom_tests/heap/` check the slot protocol itself.
 pub(super) struct HugeTable {
     #[cfg(not(loom))]
     slots: AtomicPtr<HugeSlot>,
@@ -281,7 +281,7 @@ impl Drop for HugeTable {
 }
 
 /// The huge table and a cache slot on their own, for the loom models
-/// (`loom_tests/heap.rs`).
+/// (`loom_tests/heap/`).
 #[cfg(loom)]
 #[doc(hidden)]
 pub struct ModelHugeTable {

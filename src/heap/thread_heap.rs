@@ -439,7 +439,7 @@ impl ThreadHeap {
 }
 
 /// The seeded bugs of the page protocol, one at a time, for the loom models
-/// (`loom_tests/heap.rs`) to catch. Each moves or drops one step of the
+/// (`loom_tests/heap/`) to catch. Each moves or drops one step of the
 /// protocol.
 #[cfg(loom)]
 #[doc(hidden)]
