@@ -62,7 +62,7 @@
 //! A block goes back to the page it came from, so its owner reuses it: no
 //! passive false sharing (a freed block is never handed to the thread that
 //! freed it), and a producer/consumer pair cycles a bounded set of pages
-//! (tested in `tests/heap.rs` and `tests/global.rs`). The owner looks at its
+//! (tested in `tests/heap/` and `tests/global.rs`). The owner looks at its
 //! full pages for blocks given back a few at a time, oldest first, each time
 //! its current page runs dry. (The design before this one moved batches of
 //! blocks between thread caches and sharded central Treiber stacks, with an
