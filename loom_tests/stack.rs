@@ -46,12 +46,18 @@
 //!   (poisoned) by deferred functions, and loom checks the epoch protocol as
 //!   well; the `pop_collect_races_pop` model advances the epoch far enough
 //!   inside the concurrent section to free a node there. `.ci/run` runs this
-//!   second configuration. What it does not have is a seeded bug specific to
-//!   epochs (a read after unpinning): at a preemption bound of 2 loom had not
-//!   reached that interleaving after 10 minutes, and at a bound of 1 it
-//!   stopped with "Reached unexpected exploration state" inside
-//!   crossbeam-epoch's loom build. The hazard-pointer version of that bug is
-//!   caught (`seeded_early_unpin_is_caught_hazard`).
+//!   second configuration, and its seeded epoch bug: `pop` retiring the top
+//!   node before the CAS that unlinks it (`RETIRE_BEFORE_UNLINK`), so that
+//!   two racing pops retire one node twice; the collector frees it twice,
+//!   which the node's `Liveness` reports
+//!   (`seeded_retire_before_unlink_is_caught_epoch`, compiled only in this
+//!   configuration: under plain `--cfg loom` the same model passes, the
+//!   retired nodes leaking). A read after unpinning is not modelled for
+//!   epochs: at a preemption bound of 2 loom had not reached that
+//!   interleaving after 10 minutes, and at a bound of 1 it stopped with
+//!   "Reached unexpected exploration state" inside crossbeam-epoch's loom
+//!   build. The hazard-pointer version of that bug is caught
+//!   (`seeded_early_unpin_is_caught_hazard`).
 //! - Loom explores interleavings up to a preemption bound (2 by default, see
 //!   `common::model`) and models the C11 memory model for loom's atomics; it
 //!   does not model hardware beyond that, nor `SeqCst` fences' full strength
@@ -254,6 +260,10 @@ const FREE_AT_ONCE: u8 = 2;
 /// `pop` drops the hazard protecting the top node before it reads the node:
 /// a use after free that only the reclamation scheme can expose.
 const EARLY_UNPIN: u8 = 3;
+/// `pop` retires the top node before the CAS that unlinks it: when the CAS
+/// fails, the node stays linked though retired (and another thread's pop
+/// retires it again).
+const RETIRE_BEFORE_UNLINK: u8 = 4;
 
 struct Node {
     value: UnsafeCell<ManuallyDrop<Tracked>>,
@@ -347,6 +357,10 @@ impl<R: Reclaim, const BUG: u8> Stack for SeededStack<R, BUG> {
             node.liveness.check();
             // SAFETY: immutable after publication.
             let next = node.next.with(|n| unsafe { *n });
+            if BUG == RETIRE_BEFORE_UNLINK {
+                // SAFETY: none: this is the bug (the node is still linked).
+                unsafe { guard.retire(head) };
+            }
             // Acquire: pairs with the push's Release.
             if self
                 .head
@@ -360,7 +374,9 @@ impl<R: Reclaim, const BUG: u8> Stack for SeededStack<R, BUG> {
             {
                 // SAFETY: our CAS unlinked the node; we own its value.
                 let v = node.value.with(|v| unsafe { std::ptr::read(v) });
-                if BUG == FREE_AT_ONCE {
+                if BUG == RETIRE_BEFORE_UNLINK {
+                    // Retired above, before the CAS.
+                } else if BUG == FREE_AT_ONCE {
                     // SAFETY: this is the bug: other threads may still read it.
                     unsafe { Node::reclaim(head) };
                 } else {
@@ -418,6 +434,31 @@ fn seeded_free_at_once_is_caught_hazard() {
 fn seeded_free_at_once_is_caught_epoch() {
     assert_caught(
         pop_races_pop::<SeededStack<Epoch, FREE_AT_ONCE>>,
+        UAF_REPORTS,
+    );
+}
+
+/// Retiring before unlinking, under epochs: two poppers both retire the
+/// top node, and whichever loses its CAS leaves it retired a second time.
+/// Only reclamation can expose it, and under plain `--cfg loom` the epoch
+/// scheme never reclaims (crossbeam-epoch's atomics are invisible there,
+/// so retired nodes leak): this model runs in the `crossbeam_loom`
+/// configuration, where the collector frees the node twice.
+#[test]
+#[cfg(crossbeam_loom)]
+fn seeded_retire_before_unlink_is_caught_epoch() {
+    assert_caught(
+        pop_races_pop::<SeededStack<Epoch, RETIRE_BEFORE_UNLINK>>,
+        UAF_REPORTS,
+    );
+}
+
+/// The same bug under hazard pointers, whose reclamation loom sees in
+/// either configuration.
+#[test]
+fn seeded_retire_before_unlink_is_caught_hazard() {
+    assert_caught(
+        pop_races_pop::<SeededStack<Hazard, RETIRE_BEFORE_UNLINK>>,
         UAF_REPORTS,
     );
 }

@@ -165,6 +165,11 @@ impl Liveness {
 
     /// Marks the node reclaimed (under loom).
     ///
+    /// # Panics
+    ///
+    /// Under loom, if the node was reclaimed before: a double free (a node
+    /// retired twice, say) is a loom report too.
+    ///
     /// ```
     /// # if vvmalloc::LOOM_BUILD { return; }
     /// vvmalloc::raw::Liveness::new().kill();
@@ -173,8 +178,12 @@ impl Liveness {
     pub fn kill(&self) {
         #[cfg(loom)]
         self.alive.with_mut(|a| {
-            // SAFETY: loom reports a write that races with a `check`.
-            unsafe { *a = false }
+            // SAFETY: loom reports a write that races with a `check` or
+            // another `kill`; ordered accesses see a plain `bool`.
+            unsafe {
+                assert!(*a, "double reclaim: node freed twice");
+                *a = false
+            }
         });
     }
 }

@@ -262,8 +262,10 @@ pub(crate) fn assert_caught(f: impl FnOnce() + std::panic::UnwindSafe, reports: 
 }
 
 /// What a use after free looks like to loom: the poisoning write races the
-/// read (a causality report), or precedes it (the liveness check fails).
-pub(crate) const UAF_REPORTS: &[&str] = &["Causality violation", "use after reclaim"];
+/// read (a causality report), or precedes it (the liveness check fails); and
+/// a double free: the second poisoning finds the node dead.
+pub(crate) const UAF_REPORTS: &[&str] =
+    &["Causality violation", "use after reclaim", "double reclaim"];
 
 /// Runs `model` with a seeded bug switched on by `switch(true)`, switching it
 /// off afterwards whatever happens; loom must report a causality violation.
