@@ -30,33 +30,39 @@ macro_rules! stat {
 
             #[inline]
             pub(crate) fn load(&self) -> $int {
+                // Relaxed: pairs with nothing; a counter orders no memory.
                 self.0.load(Relaxed)
             }
 
             #[inline]
             pub(crate) fn store(&self, v: $int) {
+                // Relaxed: pairs with nothing; a counter orders no memory.
                 self.0.store(v, Relaxed)
             }
 
             /// Adds `n` (wrapping), returning the previous value.
             #[inline]
             pub(crate) fn fetch_add(&self, n: $int) -> $int {
+                // Relaxed: pairs with nothing; a counter orders no memory.
                 self.0.fetch_add(n, Relaxed)
             }
 
             /// Subtracts `n` (wrapping), returning the previous value.
             #[inline]
             pub(crate) fn fetch_sub(&self, n: $int) -> $int {
+                // Relaxed: pairs with nothing; a counter orders no memory.
                 self.0.fetch_sub(n, Relaxed)
             }
 
             #[inline]
             pub(crate) fn swap(&self, v: $int) -> $int {
+                // Relaxed: pairs with nothing; a counter orders no memory.
                 self.0.swap(v, Relaxed)
             }
 
             #[inline]
             pub(crate) fn compare_exchange(&self, current: $int, new: $int) -> Result<$int, $int> {
+                // Relaxed: pairs with nothing; a counter orders no memory.
                 self.0.compare_exchange(current, new, Relaxed, Relaxed)
             }
 
@@ -65,6 +71,7 @@ macro_rules! stat {
                 &self,
                 f: impl FnMut($int) -> Option<$int>,
             ) -> Result<$int, $int> {
+                // Relaxed: pairs with nothing; a counter orders no memory.
                 self.0.fetch_update(Relaxed, Relaxed, f)
             }
         }
