@@ -42,11 +42,16 @@ enum Op {
     Get(usize),
     PopFirst,
     LowerBound(usize),
+    /// A whole pass of `iter()`, dropping each yielded `Ref` before the
+    /// next step (only the iterator's own protection holds the entry it
+    /// steps from); checks the keys increase. Returns nothing: a weakly
+    /// consistent pass is not one linearizable operation.
+    Scan,
     /// The seeded bug: a remove that unlinks without marking.
     RemoveUnmarked(usize),
 }
 
-use Op::{Get, Insert, LowerBound, PopFirst, Remove, RemoveUnmarked};
+use Op::{Get, Insert, LowerBound, PopFirst, Remove, RemoveUnmarked, Scan};
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Ret {
@@ -75,6 +80,16 @@ impl<R: Reclaim> Subject for Model<R> {
             Get(k) => Ret::Entry(self.0.get(&k).map(pair)),
             PopFirst => Ret::Entry(self.0.pop_first().map(pair)),
             LowerBound(k) => Ret::Entry(self.0.lower_bound(Bound::Included(&k)).map(pair)),
+            Scan => {
+                let mut last: Option<usize> = None;
+                for e in self.0.iter() {
+                    let k = *e.key();
+                    let _ = e.value().id; // a read of the protected value
+                    assert!(last < Some(k), "{last:?} then {k}");
+                    last = Some(k);
+                }
+                Ret::Entry(None)
+            }
             RemoveUnmarked(k) => Ret::Removed(self.0.seeded_bug_remove_without_marking(&k)),
         }
     }
@@ -106,6 +121,7 @@ impl<R: Reclaim> Subject for Model<R> {
             Get(k) => Ret::Entry(spec.get(&k).map(|&v| (k, v))),
             PopFirst => Ret::Entry(spec.pop_first()),
             LowerBound(k) => Ret::Entry(spec.range(k..).next().map(|(&k, &v)| (k, v))),
+            Scan => Ret::Entry(None),
             RemoveUnmarked(k) => Ret::Removed(spec.remove(&k).is_some()),
         }
     }
@@ -188,6 +204,17 @@ fn reader_walks_through_an_unlinked_neighbour<R: Reclaim>() {
     );
 }
 
+/// Iteration while the entry it steps from is removed (and, with hazard
+/// pointers, reclaimed at once): each step keeps its own protection of the
+/// entry yielded, so dropping the yielded `Ref` must not let the next step
+/// read a freed node.
+fn scan_races_remove<R: Reclaim>() {
+    run::<R>(
+        &[Insert(1, 0), Insert(2, 1)],
+        &[vec![Remove(1)], vec![Scan]],
+    );
+}
+
 /// Declares, in a module per scheme, one `#[test]` per model function.
 macro_rules! models {
     ($scheme:ident: $($model:ident),* $(,)?) => {$(
@@ -208,6 +235,7 @@ mod epoch {
         pop_first_races_pop_first,
         pop_first_races_smaller_insert,
         lower_bound_races_remove,
+        scan_races_remove,
     );
 
     /// Not under `--cfg crossbeam_loom`: with crossbeam-epoch's own atomics
@@ -229,6 +257,7 @@ mod hazard {
         pop_first_races_pop_first,
         pop_first_races_smaller_insert,
         lower_bound_races_remove,
+        scan_races_remove,
     );
 }
 

@@ -35,7 +35,7 @@ use vvmalloc::SkipList;
 
 /// One call of a model thread. Keys are small integers; values are tracked
 /// by id; inserts name their tower height.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Op {
     /// `insert` (replaces): key, value id, height.
     Insert(usize, usize, usize),
@@ -47,6 +47,13 @@ enum Op {
     PopLast,
     LowerBound(usize),
     UpperBound(usize),
+    /// A whole pass of `iter()`, dropping each yielded `Ref` before the
+    /// next step (so only the iterator's own protection holds the entry it
+    /// steps from); checks the keys increase. Returns nothing: a weakly
+    /// consistent pass is not one linearizable operation.
+    Scan,
+    /// The same from the back.
+    ScanBack,
     /// The seeded bug: a `pop_first` that does not reserve the head.
     PopFirstUnreserved,
     /// The seeded bug: a `try_insert` that does not unlink its node again
@@ -55,8 +62,8 @@ enum Op {
 }
 
 use Op::{
-    Get, Insert, LowerBound, PopFirst, PopFirstUnreserved, PopLast, Remove, TryInsert,
-    TryInsertNoCleanUp, UpperBound,
+    Get, Insert, LowerBound, PopFirst, PopFirstUnreserved, PopLast, Remove, Scan, ScanBack,
+    TryInsert, TryInsertNoCleanUp, UpperBound,
 };
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -95,6 +102,23 @@ impl<R: Reclaim> Subject for Model<R> {
             PopLast => Ret::Entry(m.pop_last().map(pair)),
             LowerBound(k) => Ret::Entry(m.lower_bound(Bound::Included(&k)).map(pair)),
             UpperBound(k) => Ret::Entry(m.upper_bound(Bound::Included(&k)).map(pair)),
+            Scan | ScanBack => {
+                let mut it = m.iter();
+                let mut last: Option<usize> = None;
+                while let Some(e) = if op == Scan {
+                    it.next()
+                } else {
+                    it.next_back()
+                } {
+                    let k = *e.key();
+                    let _ = e.value().id; // a read of the protected value
+                    if let Some(l) = last {
+                        assert!(if op == Scan { k > l } else { k < l }, "{l} then {k}");
+                    }
+                    last = Some(k);
+                }
+                Ret::Done
+            }
             PopFirstUnreserved => {
                 Ret::Entry(m.seeded_bug_pop_first_without_reservation().map(pair))
             }
@@ -140,6 +164,7 @@ impl<R: Reclaim> Subject for Model<R> {
             PopLast => Ret::Entry(spec.pop_last()),
             LowerBound(k) => Ret::Entry(spec.range(k..).next().map(kv)),
             UpperBound(k) => Ret::Entry(spec.range(..=k).next_back().map(kv)),
+            Scan | ScanBack => Ret::Done,
         }
     }
     fn spec_contents(spec: &BTreeMap<usize, usize>) -> Vec<(usize, usize)> {
@@ -237,6 +262,25 @@ fn bounds_race_remove<R: Reclaim>() {
     );
 }
 
+/// Iteration while the entries it steps from and to are removed (and, with
+/// hazard pointers, reclaimed at once): each step keeps its own protection
+/// of the entry yielded, so dropping the yielded `Ref` must not let the
+/// next step read a freed node.
+fn scan_races_removes<R: Reclaim>() {
+    run::<R>(
+        &[TryInsert(1, 0, 1), TryInsert(2, 1, 2)],
+        &[vec![Remove(1)], vec![Scan]],
+    );
+}
+
+/// The same from the back (each step a floor search from the kept entry).
+fn scan_back_races_removes<R: Reclaim>() {
+    run::<R>(
+        &[TryInsert(1, 0, 2), TryInsert(2, 1, 1)],
+        &[vec![Remove(2)], vec![ScanBack]],
+    );
+}
+
 /// Declares, in a module per scheme, one `#[test]` per model function.
 macro_rules! models {
     ($scheme:ident: $($model:ident),* $(,)?) => {$(
@@ -259,6 +303,8 @@ mod epoch {
         pop_first_races_smaller_insert,
         pop_last_races_larger_insert,
         bounds_race_remove,
+        scan_races_removes,
+        scan_back_races_removes,
     );
 }
 
@@ -273,6 +319,8 @@ mod hazard {
         pop_first_races_smaller_insert,
         pop_last_races_larger_insert,
         bounds_race_remove,
+        scan_races_removes,
+        scan_back_races_removes,
     );
 }
 

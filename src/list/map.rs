@@ -488,8 +488,32 @@ where
     pub fn iter(&self) -> Iter<'_, K, V, R> {
         Iter {
             list: self,
-            next: self.first(),
+            last: None,
         }
+    }
+
+    /// A second, independent protection of `entry`, if it has not been
+    /// removed yet (see the skip list's `Ref::again`: a removed node may be
+    /// retired already, out of reach of a protection announced now).
+    pub(super) fn again<'a>(&'a self, entry: &Ref<'a, K, V, R>) -> Option<Ref<'a, K, V, R>> {
+        let guard = self.domain.pin();
+        let mut shield = guard.shield();
+        let node = entry.node.as_ptr();
+        // SAFETY: (1) `entry` protects `node` for the whole call; (2) a node
+        // is retired only by the CAS that unlinks it, after it was marked.
+        let live = unsafe {
+            shield.protect_live(node, || {
+                // Relaxed: `protect_live` orders this load after the
+                // protection (its fence, or the pin's); only the mark bit
+                // is used.
+                !is_marked((*node).next.load(Ordering::Relaxed))
+            })
+        };
+        live.then(|| Ref {
+            node: entry.node,
+            _shield: shield,
+            _guard: guard,
+        })
     }
 
     /// The entry after `entry`: its unmarked successor, or, when `entry` has
@@ -499,6 +523,9 @@ where
         let mut shield = guard.shield();
         // SAFETY: `entry` keeps its node protected.
         let node = unsafe { entry.node.as_ref() };
+        // Under loom: checks it was not reclaimed (an iterator steps from
+        // the entry it keeps).
+        node.liveness.check();
         // Validated against `node.next`: while it holds the same unmarked
         // pointer the node is in the list, so the successor is reachable
         // and not retired.

@@ -57,6 +57,16 @@ impl Reclaim for Epoch {
         // The guard's pin covers every node retired after it.
     }
 
+    fn raw_protect_live<T>(_: &mut (), _: *mut T, live: impl FnOnce() -> bool) -> bool {
+        // The guard was pinned before this call: either the thread was
+        // already pinned (the node is covered by that older pin, through the
+        // same participant), or the pin stored its epoch and issued a
+        // SeqCst fence. A retire after the write that ends `live` seals its
+        // garbage with an epoch read after crossbeam's own SeqCst fence, so
+        // no earlier than this pin's: it waits for this guard.
+        live()
+    }
+
     fn raw_reset(_: &mut ()) {}
 
     unsafe fn raw_retire<N: Retirable + Send>(guard: &Self::RawGuard<'_>, ptr: *mut N) {

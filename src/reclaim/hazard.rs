@@ -280,6 +280,24 @@ impl Reclaim for Hazard {
         shield.protect_raw(untagged(ptr));
     }
 
+    fn raw_protect_live<T>(
+        shield: &mut Self::RawShield<'_>,
+        ptr: *mut T,
+        live: impl FnOnce() -> bool,
+    ) -> bool {
+        shield.protect_raw(untagged(ptr));
+        // SeqCst: as in `raw_try_protect`: the announcement is visible to
+        // any scan after the removal that `live` would see; pairs with the
+        // SeqCst fence of haphazard's scan.
+        crate::sync::fence(Ordering::SeqCst);
+        if live() {
+            true
+        } else {
+            shield.reset_protection();
+            false
+        }
+    }
+
     fn raw_reset(shield: &mut Self::RawShield<'_>) {
         shield.reset_protection();
     }

@@ -42,6 +42,11 @@ impl Reclaim for Leak {
 
     fn raw_protect_unpublished<T>(_: &mut (), _: *mut T) {}
 
+    fn raw_protect_live<T>(_: &mut (), _: *mut T, _: impl FnOnce() -> bool) -> bool {
+        // Nothing is ever freed.
+        true
+    }
+
     fn raw_reset(_: &mut ()) {}
 
     unsafe fn raw_retire<N: Retirable + Send>(_: &(), _: *mut N) {}

@@ -180,6 +180,12 @@ pub trait Reclaim: sealed::Sealed + Sized + Send + Sync + 'static {
     #[doc(hidden)]
     fn raw_protect_unpublished<T>(shield: &mut Self::RawShield<'_>, ptr: *mut T);
     #[doc(hidden)]
+    fn raw_protect_live<T>(
+        shield: &mut Self::RawShield<'_>,
+        ptr: *mut T,
+        live: impl FnOnce() -> bool,
+    ) -> bool;
+    #[doc(hidden)]
     fn raw_reset(shield: &mut Self::RawShield<'_>);
     /// # Safety
     /// As [`Guard::retire`].
@@ -529,6 +535,52 @@ impl<R: Reclaim> Shield<'_, R> {
     /// ```
     pub unsafe fn protect_unpublished<T>(&mut self, ptr: *mut T) {
         R::raw_protect_unpublished(&mut self.raw, ptr)
+    }
+
+    /// Protects `ptr`, a node the caller already protects through another
+    /// shield or guard, if `live` (called once, after this shield's
+    /// protection is announced) says the node has not been removed yet;
+    /// returns whether it protected. This gives a second, independent
+    /// protection of a node whose link may be gone (an iterator keeping its
+    /// place while handing the entry to its caller; a cloned reference).
+    ///
+    /// With [`Hazard`] the hazard is announced and fenced before `live`
+    /// runs, so a reclamation scan that follows the removal sees it. With
+    /// [`Epoch`] the guard was pinned (a `SeqCst` fence) before `live`
+    /// runs, so a node retired after `live` saw it unremoved is retired in
+    /// this guard's epoch or later. [`Leak`] never frees: always `true`.
+    ///
+    /// # Safety
+    ///
+    /// 1. `ptr` is protected by the caller (another shield or guard of the
+    ///    same domain) for the whole call, so `live` may read it.
+    /// 2. The structure makes `live` return `false` (by a write `live`
+    ///    reads) before it retires `ptr`, in the retiring thread's order.
+    ///
+    /// ```
+    /// # if vvmalloc::LOOM_BUILD { return; }
+    /// use vvmalloc::reclaim::{Domain, Hazard};
+    /// use vvmalloc::raw::AtomicPtr;
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// struct Node { removed: AtomicBool }
+    /// let d: Domain<Hazard> = Domain::new();
+    /// let node = Box::into_raw(Box::new(Node { removed: AtomicBool::new(false) }));
+    /// let slot = AtomicPtr::new(node);
+    /// let g = d.pin();
+    /// let mut first = g.shield();
+    /// let p = first.protect(&slot);
+    /// let mut second = g.shield();
+    /// // SAFETY: `first` protects `p`; nothing retires it without setting
+    /// // `removed` first.
+    /// let ok = unsafe {
+    ///     second.protect_live(p, || !(*p).removed.load(Ordering::Relaxed))
+    /// };
+    /// assert!(ok);
+    /// # drop((first, second));
+    /// # drop(unsafe { Box::from_raw(node) });
+    /// ```
+    pub unsafe fn protect_live<T>(&mut self, ptr: *mut T, live: impl FnOnce() -> bool) -> bool {
+        R::raw_protect_live(&mut self.raw, ptr, live)
     }
 
     /// Drops the protection this shield holds, if any.

@@ -1,7 +1,6 @@
 //! The iterators: over the whole map and over a range of keys.
 
 use core::borrow::Borrow;
-use core::cmp::Ordering as Ordering_;
 use core::fmt;
 use core::marker::PhantomData;
 use core::ops::{Bound, RangeBounds};
@@ -27,6 +26,15 @@ where
 /// A weakly consistent iterator over a [`SkipList`], from
 /// [`SkipList::iter`]. Each item is a [`Ref`] with its own protection.
 ///
+/// It is lazy and resumable, like `crossbeam_skiplist`'s: each `next`
+/// looks for the entry after the last one it yielded at the moment it is
+/// called (so an entry removed before that is not yielded, and one
+/// inserted after the last yielded key is), and after `None` a later call
+/// yields what has been inserted beyond that key since. So it is not
+/// [`FusedIterator`](core::iter::FusedIterator). The iterator keeps its
+/// own protection of the last entry yielded from each end (with
+/// [`Epoch`], it keeps the thread pinned while it lives).
+///
 /// ```
 /// # if vvmalloc::LOOM_BUILD { return; }
 /// use vvmalloc::SkipList;
@@ -34,18 +42,20 @@ where
 /// let kept: Vec<_> = m.iter().collect(); // `Ref`s may outlive the iterator
 /// m.remove(&1);
 /// assert_eq!(*kept[0].value(), 10); // still readable: it is protected
+///
+/// let mut it = m.iter();
+/// assert_eq!(it.next().map(|e| *e.key()), Some(2));
+/// assert!(it.next().is_none());
+/// m.insert(3, 30); // after the last key yielded: the iterator resumes
+/// assert_eq!(it.next().map(|e| *e.key()), Some(3));
 /// ```
 pub struct Iter<'a, K, V, R: Reclaim = Epoch> {
     list: &'a SkipList<K, V, R>,
-    /// The next entry from the front, fetched ahead: every key yielded from
-    /// the front is below it. `Some` while not `done`.
+    /// The last entry yielded from the front, under the iterator's own
+    /// protection: the next step starts from it.
     front: Option<Ref<'a, K, V, R>>,
-    /// The next entry from the back, fetched ahead once the back has
-    /// started: every key yielded from the back is above it.
+    /// The last entry yielded from the back, likewise.
     back: Option<Ref<'a, K, V, R>>,
-    back_started: bool,
-    /// The ends met (or one ran out): nothing more from either.
-    done: bool,
 }
 
 impl<'a, K, V, R> Iter<'a, K, V, R>
@@ -54,91 +64,63 @@ where
     V: Send,
     R: Reclaim,
 {
-    pub(super) fn new(list: &'a SkipList<K, V, R>, front: Option<Ref<'a, K, V, R>>) -> Self {
+    pub(super) fn new(list: &'a SkipList<K, V, R>) -> Self {
         Self {
             list,
-            done: front.is_none(),
-            front,
+            front: None,
             back: None,
-            back_started: false,
         }
     }
 
-    /// The next entry from the front, if `in_range` accepts its key.
-    fn step_front(&mut self, in_range: impl Fn(&K) -> bool) -> Option<Ref<'a, K, V, R>> {
-        if self.done {
-            return None;
-        }
-        let f = match self.front.take() {
-            Some(f) if in_range(f.key()) => f,
-            _ => {
-                self.done = true;
-                return None;
-            }
-        };
-        if let Some(b) = &self.back {
-            match f.key().cmp(b.key()) {
-                // The back already yielded it.
-                Ordering_::Greater => {
-                    self.done = true;
-                    return None;
-                }
-                // The ends meet: the last one.
-                Ordering_::Equal => {
-                    self.done = true;
-                    return Some(f);
-                }
-                Ordering_::Less => {}
-            }
-        }
-        self.front = self.list.successor(&f);
-        // No successor: nothing above `f` was present at that moment, so
-        // the back has nothing left that was present throughout either.
-        self.done = self.front.is_none();
-        Some(f)
-    }
-
-    /// The next entry from the back, starting with `first_back`, if
-    /// `in_range` accepts its key.
-    fn step_back(
+    /// The next entry from the front: after the last one yielded, or
+    /// `start()` for the first step; `None` (leaving the iterator where it
+    /// is) past the end, outside `in_range`, or at a key the back yielded.
+    fn step_front(
         &mut self,
-        first_back: impl FnOnce() -> Option<Ref<'a, K, V, R>>,
+        start: impl FnOnce() -> Option<Ref<'a, K, V, R>>,
         in_range: impl Fn(&K) -> bool,
     ) -> Option<Ref<'a, K, V, R>> {
-        if self.done {
-            return None;
-        }
-        let b = if self.back_started {
-            self.back.take()
-        } else {
-            self.back_started = true;
-            first_back()
-        };
-        let b = match b {
-            Some(b) if in_range(b.key()) => b,
-            _ => {
-                self.done = true;
+        let list = self.list;
+        let mut cand = match &self.front {
+            Some(f) => list.successor(f),
+            None => start(),
+        }?;
+        loop {
+            if !in_range(cand.key()) || self.back.as_ref().is_some_and(|b| cand.key() >= b.key()) {
                 return None;
             }
-        };
-        let f = self
-            .front
-            .as_ref()
-            .expect("the front is fetched while not done");
-        match b.key().cmp(f.key()) {
-            Ordering_::Less => {
-                self.done = true;
+            if let Some(kept) = cand.again() {
+                self.front = Some(kept);
+                return Some(cand);
+            }
+            // Removed since it was found: not present throughout, so it may
+            // be skipped. Its successor has a greater key, so this ends.
+            cand = list.successor(&cand)?;
+        }
+    }
+
+    /// The next entry from the back, as `step_front` (`start()` for the
+    /// first step, `in_range` the range's start).
+    fn step_back(
+        &mut self,
+        start: impl FnOnce() -> Option<Ref<'a, K, V, R>>,
+        in_range: impl Fn(&K) -> bool,
+    ) -> Option<Ref<'a, K, V, R>> {
+        let list = self.list;
+        let mut cand = match &self.back {
+            Some(b) => list.predecessor(b),
+            None => start(),
+        }?;
+        loop {
+            if !in_range(cand.key()) || self.front.as_ref().is_some_and(|f| cand.key() <= f.key()) {
                 return None;
             }
-            Ordering_::Equal => {
-                self.done = true;
-                return Some(b);
+            if let Some(kept) = cand.again() {
+                self.back = Some(kept);
+                return Some(cand);
             }
-            Ordering_::Greater => {}
+            cand = list.predecessor(&cand)?;
         }
-        self.back = self.list.predecessor(&b);
-        self.done = self.back.is_none();
-        Some(b)
     }
 }
 
@@ -151,12 +133,14 @@ where
     type Item = Ref<'a, K, V, R>;
 
     fn next(&mut self) -> Option<Ref<'a, K, V, R>> {
-        self.step_front(|_| true)
+        let list = self.list;
+        self.step_front(|| list.first(), |_| true)
     }
 }
 
 /// From the back, each step is a floor search (expected `O(log n)`): the
-/// list has no backward links. The two ends never yield the same key.
+/// list has no backward links. The two ends never yield the same key: each
+/// stops below the last key the other yielded.
 impl<'a, K, V, R> DoubleEndedIterator for Iter<'a, K, V, R>
 where
     K: Ord + Send,
@@ -176,7 +160,7 @@ impl<K, V, R: Reclaim> fmt::Debug for Iter<'_, K, V, R> {
 }
 
 /// A weakly consistent iterator over the entries of a [`SkipList`] within a
-/// range, from [`SkipList::range`].
+/// range, from [`SkipList::range`]; lazy and resumable as [`Iter`].
 ///
 /// ```
 /// # if vvmalloc::LOOM_BUILD { return; }
@@ -201,12 +185,15 @@ where
     type Item = Ref<'a, K, V, R>;
 
     fn next(&mut self) -> Option<Ref<'a, K, V, R>> {
-        let range = &self.range;
-        self.inner.step_front(|k| match range.end_bound() {
-            Bound::Included(end) => k.borrow() <= end,
-            Bound::Excluded(end) => k.borrow() < end,
-            Bound::Unbounded => true,
-        })
+        let (list, range) = (self.inner.list, &self.range);
+        self.inner.step_front(
+            || list.lower_bound(range.start_bound()),
+            |k| match range.end_bound() {
+                Bound::Included(end) => k.borrow() <= end,
+                Bound::Excluded(end) => k.borrow() < end,
+                Bound::Unbounded => true,
+            },
+        )
     }
 }
 

@@ -397,17 +397,28 @@ where
 
     /// An iterator over the entries in increasing key order.
     ///
-    /// Iteration is *weakly consistent*: it never yields a key twice, keys
-    /// come in strictly increasing order, and every entry it yields was in
-    /// the map at some moment during the iteration. Entries inserted or
-    /// removed concurrently may or may not be seen; an entry present
-    /// throughout is seen. Each step is expected `O(1)` (`O(log n)` when
-    /// the current entry was removed meanwhile). Each [`Ref`] holds its own
-    /// protection, so it may be kept after the iterator moves on.
+    /// Iteration is lazy and *weakly consistent*. Each step finds, when it
+    /// is taken, the first entry after the last key yielded; so with
+    /// concurrent (or interleaved) updates:
+    ///
+    /// - it never yields a key twice, and keys come in strictly increasing
+    ///   order (from the back, strictly decreasing);
+    /// - every entry it yields was in the map at some moment during the
+    ///   step that yielded it;
+    /// - every entry present for the whole iteration is yielded;
+    /// - entries inserted or removed meanwhile may or may not be seen: an
+    ///   entry removed before the step that would reach it is not yielded,
+    ///   an entry inserted after the last key yielded is.
+    ///
+    /// After `None`, a later call resumes after the last key yielded. Each
+    /// step is expected `O(1)` (`O(log n)` when the last entry yielded was
+    /// removed meanwhile). Each [`Ref`] holds its own protection, so it may
+    /// be kept after the iterator moves on.
     ///
     /// It is double-ended: `next_back` (and `.rev()`) walks from the
     /// largest key down, one floor search per step (`O(log n)`); the two
-    /// ends never yield the same key.
+    /// ends never yield the same key, each stopping short of the last key
+    /// the other yielded.
     ///
     /// ```
     /// # if vvmalloc::LOOM_BUILD { return; }
@@ -418,12 +429,12 @@ where
     /// assert_eq!(m.iter().rev().map(|e| *e.key()).collect::<Vec<_>>(), [2, 1]);
     /// ```
     pub fn iter(&self) -> Iter<'_, K, V, R> {
-        Iter::new(self, self.first())
+        Iter::new(self)
     }
 
     /// An iterator over the entries whose keys lie in `range`, in increasing
     /// order, with the guarantees of [`iter`](Self::iter). Finding the start
-    /// is expected `O(log n)`.
+    /// (at the first step from each end) is expected `O(log n)`.
     ///
     /// ```
     /// # if vvmalloc::LOOM_BUILD { return; }
@@ -440,9 +451,8 @@ where
         Q: Ord + ?Sized,
         B: RangeBounds<Q>,
     {
-        let front = self.lower_bound(range.start_bound());
         Range {
-            inner: Iter::new(self, front),
+            inner: Iter::new(self),
             range,
             _key: PhantomData,
         }
@@ -467,7 +477,11 @@ where
     pub(super) fn successor<'a>(&'a self, entry: &Ref<'a, K, V, R>) -> Option<Ref<'a, K, V, R>> {
         let guard = self.domain.pin();
         let mut shield = guard.shield();
-        // SAFETY: `entry` keeps its node protected; level 0 exists.
+        // SAFETY: `entry` keeps its node protected (under loom this checks
+        // that it was not reclaimed: an iterator steps from the entry it
+        // keeps).
+        unsafe { (*entry.node.as_ptr()).liveness.check() };
+        // SAFETY: as above; level 0 exists.
         let next = unsafe { Node::next(entry.node.as_ptr(), 0) };
         // Validated against the node's `next[0]`: while it holds the same
         // unmarked pointer the node is linked, so the successor is reachable

@@ -292,12 +292,123 @@ impl<'a, K, V, R: Reclaim> Ref<'a, K, V, R> {
     }
 }
 
-impl<K, V, R> Ref<'_, K, V, R>
+impl<'a, K, V, R> Ref<'a, K, V, R>
 where
     K: Ord + Send,
     V: Send,
     R: Reclaim,
 {
+    /// The entry after this one: the first with a greater key, at the
+    /// moment of the call. Expected `O(1)` while this entry is in the map
+    /// (its own link), `O(log n)` once it has been removed (a search from
+    /// its key). A cursor, as `crossbeam_skiplist`'s `Entry::next`.
+    ///
+    /// ```
+    /// # if vvmalloc::LOOM_BUILD { return; }
+    /// use vvmalloc::SkipList;
+    /// let m: SkipList<u8, ()> = [(1, ()), (3, ()), (5, ())].into_iter().collect();
+    /// let e = m.get(&3).unwrap();
+    /// assert_eq!(e.next().map(|n| *n.key()), Some(5));
+    /// assert_eq!(e.prev().map(|p| *p.key()), Some(1));
+    /// e.remove(); // still a place to move from
+    /// assert_eq!(e.next().map(|n| *n.key()), Some(5));
+    /// ```
+    pub fn next(&self) -> Option<Ref<'a, K, V, R>> {
+        self.list.successor(self)
+    }
+
+    /// The entry before this one: the last with a smaller key, at the
+    /// moment of the call. Expected `O(log n)` (a floor search: the list
+    /// has no backward links). See [`next`](Self::next).
+    ///
+    /// ```
+    /// # if vvmalloc::LOOM_BUILD { return; }
+    /// use vvmalloc::SkipList;
+    /// let m: SkipList<u8, ()> = [(1, ()), (3, ())].into_iter().collect();
+    /// assert_eq!(m.last().unwrap().prev().map(|p| *p.key()), Some(1));
+    /// assert!(m.first().unwrap().prev().is_none());
+    /// ```
+    pub fn prev(&self) -> Option<Ref<'a, K, V, R>> {
+        self.list.predecessor(self)
+    }
+
+    /// Moves this `Ref` to the [`next`](Self::next) entry; returns whether
+    /// there was one (if not, it stays where it is).
+    ///
+    /// ```
+    /// # if vvmalloc::LOOM_BUILD { return; }
+    /// use vvmalloc::SkipList;
+    /// let m: SkipList<u8, ()> = (0..4).map(|k| (k, ())).collect();
+    /// let mut e = m.first().unwrap();
+    /// let mut keys = vec![*e.key()];
+    /// while e.move_next() {
+    ///     keys.push(*e.key());
+    /// }
+    /// assert_eq!(keys, [0, 1, 2, 3]);
+    /// ```
+    pub fn move_next(&mut self) -> bool {
+        match self.next() {
+            Some(n) => {
+                *self = n;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Moves this `Ref` to the [`prev`](Self::prev) entry; returns whether
+    /// there was one (if not, it stays where it is).
+    ///
+    /// ```
+    /// # if vvmalloc::LOOM_BUILD { return; }
+    /// use vvmalloc::SkipList;
+    /// let m: SkipList<u8, ()> = (0..3).map(|k| (k, ())).collect();
+    /// let mut e = m.last().unwrap();
+    /// assert!(e.move_prev() && e.move_prev());
+    /// assert_eq!(*e.key(), 0);
+    /// assert!(!e.move_prev());
+    /// ```
+    pub fn move_prev(&mut self) -> bool {
+        match self.prev() {
+            Some(p) => {
+                *self = p;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A second, independent protection of this entry, if it has not been
+    /// removed yet: a `Ref` that stays valid when this one is dropped. (A
+    /// removed entry's node may already be retired, and a new protection
+    /// announced now would not hold it: hazard scans that ran before the
+    /// announcement, or epochs sealed before the pin, do not see it.)
+    pub(super) fn again(&self) -> Option<Ref<'a, K, V, R>> {
+        let guard = self.list.domain.pin();
+        let mut shield = guard.shield();
+        let node = self.node.as_ptr();
+        // SAFETY: (1) `self` protects `node` for the whole call; (2) a node
+        // is retired only after its level-0 mark: the remover marks
+        // `next[0]` before its `release`, and `refs` reaches zero only after
+        // both parties' (module docs).
+        let live = unsafe {
+            shield.protect_live(node, || {
+                // SAFETY: protected by `self`; level 0 exists.
+                let next = Node::next(node, 0);
+                // Relaxed: `protect_live` orders this load after the
+                // protection (its fence, or the pin's); only the mark bit
+                // is used.
+                !is_marked(next.load(Ordering::Relaxed))
+            })
+        };
+        live.then(|| Ref {
+            list: self.list,
+            node: self.node,
+            _shield: shield,
+            _guard: guard,
+        })
+    }
+
     /// Removes this entry, if it is still in the map; returns whether this
     /// call removed it. Of concurrent calls (and `remove`s of its key) at
     /// most one returns `true`: this is how a free index takes a block it
