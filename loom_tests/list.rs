@@ -1,5 +1,6 @@
-//! Loom models of `List` for each reclamation scheme, and of a seeded bug
-//! (delete without marking) that the models must catch.
+//! Loom models of `List` for each reclamation scheme, and of two seeded
+//! bugs that the models must catch: a delete without marking, and a
+//! `pop_last` whose marking CAS does not require the node to be last.
 //!
 //! Run with `RUSTFLAGS="--cfg loom" cargo test --release --test loom_list`.
 //!
@@ -42,6 +43,8 @@ enum Op {
     Get(usize),
     PopFirst,
     LowerBound(usize),
+    PopLast,
+    UpperBound(usize),
     /// A whole pass of `iter()`, dropping each yielded `Ref` before the
     /// next step (only the iterator's own protection holds the entry it
     /// steps from); checks the keys increase. Returns nothing: a weakly
@@ -49,9 +52,14 @@ enum Op {
     Scan,
     /// The seeded bug: a remove that unlinks without marking.
     RemoveUnmarked(usize),
+    /// The seeded bug: a `pop_last` that marks a node no longer last.
+    PopLastNotAtEnd,
 }
 
-use Op::{Get, Insert, LowerBound, PopFirst, Remove, RemoveUnmarked, Scan};
+use Op::{
+    Get, Insert, LowerBound, PopFirst, PopLast, PopLastNotAtEnd, Remove, RemoveUnmarked, Scan,
+    UpperBound,
+};
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Ret {
@@ -80,6 +88,9 @@ impl<R: Reclaim> Subject for Model<R> {
             Get(k) => Ret::Entry(self.0.get(&k).map(pair)),
             PopFirst => Ret::Entry(self.0.pop_first().map(pair)),
             LowerBound(k) => Ret::Entry(self.0.lower_bound(Bound::Included(&k)).map(pair)),
+            PopLast => Ret::Entry(self.0.pop_last().map(pair)),
+            PopLastNotAtEnd => Ret::Entry(self.0.seeded_bug_pop_last_not_at_end().map(pair)),
+            UpperBound(k) => Ret::Entry(self.0.upper_bound(Bound::Included(&k)).map(pair)),
             Scan => {
                 let mut last: Option<usize> = None;
                 for e in self.0.iter() {
@@ -121,6 +132,8 @@ impl<R: Reclaim> Subject for Model<R> {
             Get(k) => Ret::Entry(spec.get(&k).map(|&v| (k, v))),
             PopFirst => Ret::Entry(spec.pop_first()),
             LowerBound(k) => Ret::Entry(spec.range(k..).next().map(|(&k, &v)| (k, v))),
+            PopLast | PopLastNotAtEnd => Ret::Entry(spec.pop_last()),
+            UpperBound(k) => Ret::Entry(spec.range(..=k).next_back().map(|(&k, &v)| (k, v))),
             Scan => Ret::Entry(None),
             RemoveUnmarked(k) => Ret::Removed(spec.remove(&k).is_some()),
         }
@@ -204,6 +217,16 @@ fn reader_walks_through_an_unlinked_neighbour<R: Reclaim>() {
     );
 }
 
+/// `pop_last` while a larger key is inserted and a lookup sees the old
+/// last entry after that insert: the pop must take the new last entry then
+/// (its marking CAS requires a null `next`). A floor search races too.
+fn pop_last_races_larger_insert<R: Reclaim>() {
+    run::<R>(
+        &[Insert(1, 0)],
+        &[vec![PopLast], vec![Insert(2, 1), Get(1), UpperBound(1)]],
+    );
+}
+
 /// Iteration while the entry it steps from is removed (and, with hazard
 /// pointers, reclaimed at once): each step keeps its own protection of the
 /// entry yielded, so dropping the yielded `Ref` must not let the next step
@@ -236,6 +259,7 @@ mod epoch {
         pop_first_races_smaller_insert,
         lower_bound_races_remove,
         scan_races_remove,
+        pop_last_races_larger_insert,
     );
 
     /// Not under `--cfg crossbeam_loom`: with crossbeam-epoch's own atomics
@@ -258,6 +282,7 @@ mod hazard {
         pop_first_races_smaller_insert,
         lower_bound_races_remove,
         scan_races_remove,
+        pop_last_races_larger_insert,
     );
 }
 
@@ -306,5 +331,24 @@ fn seeded_model_with_marking_passes() {
     run::<Hazard>(
         &[Insert(1, 0), Insert(3, 1)],
         &[vec![Remove(1)], vec![Insert(2, 2)]],
+    );
+}
+
+/// The seeded bug: a `pop_last` whose marking CAS does not require the
+/// node to be last takes key 1 after the insert of 2 completed and a lookup
+/// saw 1 still present; no sequential order explains that.
+#[test]
+fn seeded_pop_last_not_at_end_is_caught() {
+    assert_caught(
+        || {
+            run::<Epoch>(
+                &[Insert(1, 0)],
+                &[
+                    vec![PopLastNotAtEnd],
+                    vec![Insert(2, 1), Get(1), UpperBound(1)],
+                ],
+            )
+        },
+        &["not linearizable"],
     );
 }

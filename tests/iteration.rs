@@ -57,6 +57,22 @@ macro_rules! forward_lazy_and_resumable {
     }};
 }
 
+/// A range's front on `$m` holding 5 and 10 below 30 and nothing else in
+/// `20..30`: the end bound stops the iterator without ending it.
+macro_rules! range_lazy_and_resumable {
+    ($m:expr) => {{
+        let m = &$m;
+        let mut r = m.range(5..30);
+        assert_eq!(k!(r.next()), Some(5));
+        assert_eq!(k!(r.next()), Some(10));
+        assert_eq!(k!(r.next()), None);
+        m.insert(35, 35); // outside the range
+        assert_eq!(k!(r.next()), None);
+        m.insert(25, 25);
+        assert_eq!(k!(r.next()), Some(25));
+    }};
+}
+
 fn skiplist_lazy_and_resumable<R: Reclaim>(m: SkipList<u32, u32, R>) {
     forward_lazy_and_resumable!(m);
 
@@ -72,15 +88,7 @@ fn skiplist_lazy_and_resumable<R: Reclaim>(m: SkipList<u32, u32, R>) {
     assert_eq!(k!(it.next_back()), Some(1));
     drop(it);
 
-    // Ranges: the end bound stops the front without ending it.
-    let mut r = m.range(5..30); // {5, 10}
-    assert_eq!(k!(r.next()), Some(5));
-    assert_eq!(k!(r.next()), Some(10));
-    assert_eq!(k!(r.next()), None);
-    m.insert(35, 35); // outside the range
-    assert_eq!(k!(r.next()), None);
-    m.insert(25, 25);
-    assert_eq!(k!(r.next()), Some(25));
+    range_lazy_and_resumable!(m);
     let mut r = m.range(..=10);
     m.insert(7, 7);
     assert_eq!(k!(r.next_back()), Some(10));
@@ -120,6 +128,7 @@ fn skiplist_ends_never_cross<R: Reclaim>(m: SkipList<u32, u32, R>) {
 
 fn list_lazy_and_resumable<R: Reclaim>(m: List<u32, u32, R>) {
     forward_lazy_and_resumable!(m);
+    range_lazy_and_resumable!(m);
 }
 
 #[test]

@@ -112,6 +112,8 @@ enum Op {
     Get(u8),
     PopFirst,
     LowerBound(u8),
+    PopLast,
+    UpperBound(u8),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -139,6 +141,8 @@ impl Spec for MapSpec {
             Op::Get(k) => Ret::Entry(self.0.get(&k).map(|&v| (k, v))),
             Op::PopFirst => Ret::Entry(self.0.pop_first()),
             Op::LowerBound(k) => Ret::Entry(self.0.range(k..).next().map(|(&k, &v)| (k, v))),
+            Op::PopLast => Ret::Entry(self.0.pop_last()),
+            Op::UpperBound(k) => Ret::Entry(self.0.range(..=k).next_back().map(|(&k, &v)| (k, v))),
         }
     }
 }
@@ -151,17 +155,21 @@ fn run_op<R: Reclaim>(list: &List<u8, u8, R>, op: &Op) -> Ret {
         Op::Get(k) => Ret::Entry(list.get(&k).map(pair)),
         Op::PopFirst => Ret::Entry(list.pop_first().map(pair)),
         Op::LowerBound(k) => Ret::Entry(list.lower_bound(Bound::Included(&k)).map(pair)),
+        Op::PopLast => Ret::Entry(list.pop_last().map(pair)),
+        Op::UpperBound(k) => Ret::Entry(list.upper_bound(Bound::Included(&k)).map(pair)),
     }
 }
 
 /// One call: 4 keys, every kind of operation.
 fn gen_op(r: u64, _thread: usize, _call: usize) -> Op {
     let k = (r % 4) as u8;
-    match (r >> 8) % 5 {
+    match (r >> 8) % 7 {
         0 => Op::Insert(k, (r >> 16) as u8),
         1 => Op::Remove(k),
         2 => Op::Get(k),
         3 => Op::PopFirst,
+        4 => Op::PopLast,
+        5 => Op::UpperBound(k),
         _ => Op::LowerBound(k),
     }
 }

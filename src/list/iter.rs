@@ -1,6 +1,9 @@
-//! The iterator over the whole list.
+//! The iterators: over the whole list and over a range of keys.
 
+use core::borrow::Borrow;
 use core::fmt;
+use core::marker::PhantomData;
+use core::ops::{Bound, RangeBounds};
 
 use crate::reclaim::{Epoch, Reclaim};
 
@@ -46,11 +49,33 @@ where
 
     fn next(&mut self) -> Option<Ref<'a, K, V, R>> {
         let list = self.list;
+        self.step(|| list.first(), |_| true)
+    }
+}
+
+impl<'a, K, V, R> Iter<'a, K, V, R>
+where
+    K: Ord + Send,
+    V: Send,
+    R: Reclaim,
+{
+    /// The next entry: after the last one yielded, or `start()` for the
+    /// first step; `None` (leaving the iterator where it is) at the end or
+    /// outside `in_range`.
+    fn step(
+        &mut self,
+        start: impl FnOnce() -> Option<Ref<'a, K, V, R>>,
+        in_range: impl Fn(&K) -> bool,
+    ) -> Option<Ref<'a, K, V, R>> {
+        let list = self.list;
         let mut cand = match &self.last {
             Some(last) => list.successor(last),
-            None => list.first(),
+            None => start(),
         }?;
         loop {
+            if !in_range(cand.key()) {
+                return None;
+            }
             if let Some(kept) = list.again(&cand) {
                 self.last = Some(kept);
                 return Some(cand);
@@ -65,5 +90,49 @@ where
 impl<K, V, R: Reclaim> fmt::Debug for Iter<'_, K, V, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Iter").finish_non_exhaustive()
+    }
+}
+
+/// A weakly consistent iterator over the entries of a [`List`] within a
+/// range, from [`List::range`]; lazy and resumable as [`Iter`].
+///
+/// ```
+/// # if vvmalloc::LOOM_BUILD { return; }
+/// use vvmalloc::List;
+/// let m: List<u32, ()> = (0..10).map(|k| (k, ())).collect();
+/// assert_eq!(m.range(..=2).map(|e| *e.key()).collect::<Vec<_>>(), [0, 1, 2]);
+/// ```
+pub struct Range<'a, Q: ?Sized, B, K, V, R: Reclaim = Epoch> {
+    pub(super) inner: Iter<'a, K, V, R>,
+    pub(super) range: B,
+    pub(super) _key: PhantomData<fn() -> Box<Q>>,
+}
+
+impl<'a, Q, B, K, V, R> Iterator for Range<'a, Q, B, K, V, R>
+where
+    K: Ord + Send + Borrow<Q>,
+    V: Send,
+    R: Reclaim,
+    Q: Ord + ?Sized,
+    B: RangeBounds<Q>,
+{
+    type Item = Ref<'a, K, V, R>;
+
+    fn next(&mut self) -> Option<Ref<'a, K, V, R>> {
+        let (list, range) = (self.inner.list, &self.range);
+        self.inner.step(
+            || list.lower_bound(range.start_bound()),
+            |k| match range.end_bound() {
+                Bound::Included(end) => k.borrow() <= end,
+                Bound::Excluded(end) => k.borrow() < end,
+                Bound::Unbounded => true,
+            },
+        )
+    }
+}
+
+impl<Q: ?Sized, B, K, V, R: Reclaim> fmt::Debug for Range<'_, Q, B, K, V, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Range").finish_non_exhaustive()
     }
 }

@@ -2,8 +2,9 @@
 //! removal's hand-offs) and the map's operations on it.
 
 use core::borrow::Borrow;
+use core::marker::PhantomData;
 use core::mem;
-use core::ops::Bound;
+use core::ops::{Bound, RangeBounds};
 use core::ptr::{self, NonNull};
 
 use crate::raw::Liveness;
@@ -11,7 +12,7 @@ use crate::reclaim::{Guard, Reclaim};
 use crate::sync::{AtomicPtr, Ordering};
 
 use super::node::{is_marked, marked, unmarked, Node, MARK, POPPED, RESERVED, TAGS};
-use super::{Iter, List, Position, Ref};
+use super::{Iter, List, Position, Range, Ref};
 
 impl<K, V, R> List<K, V, R>
 where
@@ -22,7 +23,7 @@ where
     /// The first unmarked node whose key satisfies `stop`, unlinking every
     /// marked node met on the way (Michael's `find`). `stop` must be
     /// monotone along increasing keys.
-    fn search<'a>(
+    pub(super) fn search<'a>(
         &'a self,
         guard: Guard<'a, R>,
         stop: impl Fn(&K) -> bool,
@@ -32,6 +33,7 @@ where
         let mut next_shield = guard.shield();
         'retry: loop {
             let mut prev: *const AtomicPtr<Node<K, V>> = &self.head;
+            let mut prev_node: *mut Node<K, V> = ptr::null_mut();
             // `head` is never marked, but may be reserved.
             let mut cur = cur_shield.protect(&self.head);
             if cur.addr() & RESERVED != 0 {
@@ -43,6 +45,7 @@ where
                 if cur.is_null() {
                     return Position {
                         prev,
+                        prev_node,
                         cur,
                         next: ptr::null_mut(),
                         guard,
@@ -74,6 +77,7 @@ where
                     if stop(&node.key) {
                         return Position {
                             prev,
+                            prev_node,
                             cur,
                             next,
                             guard,
@@ -83,6 +87,7 @@ where
                         };
                     }
                     prev = &node.next;
+                    prev_node = cur;
                     mem::swap(&mut prev_shield, &mut cur_shield);
                 } else {
                     // `cur` is logically deleted: unlink it.
@@ -248,6 +253,7 @@ where
     ) -> Result<Ref<'a, K, V, R>, Guard<'a, R>> {
         let Position {
             prev,
+            prev_node: _,
             cur,
             next,
             guard,
@@ -490,6 +496,87 @@ where
             list: self,
             last: None,
         }
+    }
+
+    /// An iterator over the entries whose keys lie in `range`, in increasing
+    /// order, with the guarantees of [`iter`](Self::iter). Finding the start
+    /// is `O(position)`, as every search of a list. Forward only: see the
+    /// [module docs](crate::list) for why there is no `next_back`.
+    ///
+    /// ```
+    /// # if vvmalloc::LOOM_BUILD { return; }
+    /// use vvmalloc::List;
+    /// let m: List<u32, ()> = (0..10).map(|k| (k, ())).collect();
+    /// assert_eq!(m.range(3..6).map(|e| *e.key()).collect::<Vec<_>>(), [3, 4, 5]);
+    /// assert_eq!(m.range(8..).count(), 2);
+    /// ```
+    pub fn range<Q, B>(&self, range: B) -> Range<'_, Q, B, K, V, R>
+    where
+        K: Borrow<Q>,
+        Q: Ord + ?Sized,
+        B: RangeBounds<Q>,
+    {
+        Range {
+            inner: self.iter(),
+            range,
+            _key: PhantomData,
+        }
+    }
+
+    /// The entry for `key`, inserting `value` if the key is absent (then
+    /// the returned entry is the new one; otherwise `value` is dropped).
+    ///
+    /// ```
+    /// # if vvmalloc::LOOM_BUILD { return; }
+    /// use vvmalloc::List;
+    /// let m: List<u8, &str> = List::new();
+    /// assert_eq!(*m.get_or_insert(1, "a").value(), "a");
+    /// assert_eq!(*m.get_or_insert(1, "b").value(), "a");
+    /// ```
+    pub fn get_or_insert(&self, key: K, value: V) -> Ref<'_, K, V, R> {
+        self.get_or_insert_with(key, || value)
+    }
+
+    /// The entry for `key`, inserting `make()` if the key is absent; `make`
+    /// is called at most once, and not when the key is present.
+    ///
+    /// ```
+    /// # if vvmalloc::LOOM_BUILD { return; }
+    /// use vvmalloc::List;
+    /// let m: List<u8, String> = List::new();
+    /// m.insert(1, "a".into());
+    /// assert_eq!(m.get_or_insert_with(1, || unreachable!()).value(), "a");
+    /// assert_eq!(m.get_or_insert_with(2, || "b".into()).value(), "b");
+    /// ```
+    pub fn get_or_insert_with(&self, key: K, make: impl FnOnce() -> V) -> Ref<'_, K, V, R> {
+        if let Some(e) = self.get(&key) {
+            return e;
+        }
+        let (mut key, mut value) = (key, make());
+        loop {
+            match self.try_insert(key, value) {
+                Ok(e) => return e,
+                Err((k, v)) => match self.get(&k) {
+                    Some(e) => return e,
+                    // Removed again in between: try once more.
+                    None => (key, value) = (k, v),
+                },
+            }
+        }
+    }
+
+    /// Removes every entry, one `pop_first` at a time. Not atomic: entries
+    /// inserted meanwhile may stay.
+    ///
+    /// ```
+    /// # if vvmalloc::LOOM_BUILD { return; }
+    /// use vvmalloc::List;
+    /// let m: List<u32, ()> = (0..10).map(|k| (k, ())).collect();
+    /// m.clear();
+    /// assert!(m.is_empty() && m.first().is_none());
+    /// ```
+    pub fn clear(&self) {
+        while self.pop_first().is_some() {}
     }
 
     /// A second, independent protection of `entry`, if it has not been

@@ -48,6 +48,20 @@
 //!   CAS that marks the node, done while `head` is reserved.
 //! - an operation that finds nothing: the load that saw the end of the list
 //!   or a greater key, with `prev` confirmed unmarked.
+//! - `last`, `upper_bound`: the load that saw the end of the list (or a
+//!   greater key) through the found node's unmarked `next`; `pop_last`: the
+//!   CAS that marks the last node, which succeeds only while its `next` is
+//!   still null.
+//!
+//! # What a singly linked list offers, and what it does not
+//!
+//! Everything at the front is `O(1)`-ish; everything else walks from
+//! `head`, `O(n)`: `get`, `lower_bound`, and also `last`, `upper_bound` and
+//! `pop_last` (offered, linearizable, and as costly as a full walk). There
+//! is no backward iteration (`next_back`, `.rev()`): with no backward
+//! links each backward step would be a walk from `head`, `O(n^2)` for a
+//! pass; collect a forward pass and reverse it, or use
+//! [`SkipList`](crate::SkipList), whose backward steps are `O(log n)`.
 
 use core::fmt;
 use core::marker::PhantomData;
@@ -58,6 +72,7 @@ use crate::sync::{AtomicIsize, AtomicPtr, Ordering};
 
 use node::{is_marked, unmarked, Node, TAGS};
 
+mod back;
 mod iter;
 mod map;
 mod node;
@@ -67,7 +82,7 @@ mod set;
 #[cfg(all(test, not(loom)))]
 mod tests;
 
-pub use iter::Iter;
+pub use iter::{Iter, Range};
 pub use set::ListSet;
 
 /// A lock-free ordered map: Harris's list with Michael's traversal, generic
@@ -230,6 +245,8 @@ impl<K: fmt::Debug, V: fmt::Debug, R: Reclaim> fmt::Debug for Ref<'_, K, V, R> {
 /// pointed to it, unmarked, when last checked.
 struct Position<'a, K, V, R: Reclaim> {
     prev: *const AtomicPtr<Node<K, V>>,
+    /// The node that owns `prev` (null: `prev` is `head`).
+    prev_node: *mut Node<K, V>,
     cur: *mut Node<K, V>,
     /// `cur`'s successor, unmarked; meaningless when `cur` is null.
     next: *mut Node<K, V>,
@@ -250,6 +267,15 @@ impl<'a, K, V, R: Reclaim> Position<'a, K, V, R> {
         Some(Ref {
             node: NonNull::new(self.cur)?,
             _shield: self.cur_shield,
+            _guard: self.guard,
+        })
+    }
+
+    /// The node that owns `prev` as a [`Ref`], if `prev` is not `head`.
+    fn into_prev_ref(self) -> Option<Ref<'a, K, V, R>> {
+        Some(Ref {
+            node: NonNull::new(self.prev_node)?,
+            _shield: self.prev_shield,
             _guard: self.guard,
         })
     }

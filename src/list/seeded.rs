@@ -1,4 +1,4 @@
-//! A deliberately broken operation for the loom models' seeded bug
+//! Deliberately broken operations for the loom models' seeded bugs
 //! (compiled only under `cfg(loom)`).
 
 use core::borrow::Borrow;
@@ -6,7 +6,7 @@ use core::borrow::Borrow;
 use crate::reclaim::Reclaim;
 use crate::sync::Ordering;
 
-use super::List;
+use super::{List, Ref};
 
 impl<K: Ord + Send, V: Send, R: Reclaim> List<K, V, R> {
     /// **A deliberately broken remove**, for the seeded-bug model of
@@ -42,5 +42,15 @@ impl<K: Ord + Send, V: Send, R: Reclaim> List<K, V, R> {
             }
             guard = pos.guard;
         }
+    }
+
+    /// **A deliberately broken `pop_last`**, for the seeded-bug model of
+    /// `loom_tests/list.rs`: its marking CAS expects the `next` the node
+    /// has instead of null, so it removes a node after a larger key was
+    /// linked behind it (and seen). Compiled only under `cfg(loom)`; never
+    /// call it.
+    #[doc(hidden)]
+    pub fn seeded_bug_pop_last_not_at_end(&self) -> Option<Ref<'_, K, V, R>> {
+        self.pop_last_internal(false)
     }
 }

@@ -6,8 +6,87 @@ use core::marker::PhantomData;
 use core::ops::{Bound, RangeBounds};
 
 use crate::reclaim::{Epoch, Reclaim};
+use crate::sync::Ordering;
 
+use super::node::{is_marked, untagged, Node};
 use super::{Ref, SkipList};
+
+impl<K, V, R: Reclaim> IntoIterator for SkipList<K, V, R> {
+    type Item = (K, V);
+    type IntoIter = IntoIter<K, V, R>;
+
+    /// The entries by value, in increasing key order, consuming the map.
+    ///
+    /// ```
+    /// # if vvmalloc::LOOM_BUILD { return; }
+    /// use vvmalloc::SkipList;
+    /// let m: SkipList<u8, String> = [(2, "b".to_string()), (1, "a".into())].into_iter().collect();
+    /// let v: Vec<(u8, String)> = m.into_iter().collect();
+    /// assert_eq!(v, [(1, "a".to_string()), (2, "b".to_string())]);
+    /// ```
+    fn into_iter(self) -> IntoIter<K, V, R> {
+        IntoIter { map: self }
+    }
+}
+
+/// An owning iterator over a [`SkipList`]'s entries, in increasing key
+/// order, from its by-value [`IntoIterator`]. Entries not taken are dropped
+/// with the iterator.
+///
+/// ```
+/// # if vvmalloc::LOOM_BUILD { return; }
+/// use vvmalloc::SkipList;
+/// let m: SkipList<u8, u8> = (0..3).map(|k| (k, k * 10)).collect();
+/// let mut it = m.into_iter();
+/// assert_eq!(it.next(), Some((0, 0)));
+/// assert_eq!(it.len(), 2);
+/// ```
+pub struct IntoIter<K, V, R: Reclaim = Epoch> {
+    /// The map, ours alone: its remaining level-0 chain is what is left.
+    map: SkipList<K, V, R>,
+}
+
+impl<K, V, R: Reclaim> Iterator for IntoIter<K, V, R> {
+    type Item = (K, V);
+
+    fn next(&mut self) -> Option<(K, V)> {
+        // Relaxed, here and below: the map is ours alone (moved in), so no
+        // other thread can touch it.
+        let cur = untagged(self.map.head[0].load(Ordering::Relaxed));
+        if cur.is_null() {
+            return None;
+        }
+        // SAFETY: `cur` is linked at level 0 of a map no one else can
+        // reach: live, and level 0 exists.
+        let next = unsafe { Node::next(cur, 0) }.load(Ordering::Relaxed);
+        debug_assert!(!is_marked(next), "a removed node still linked");
+        // Unlinked at level 0, where the map's drop walks; upper levels
+        // are never read again.
+        self.map.head[0].store(untagged(next), Ordering::Relaxed);
+        self.map.len.0.fetch_sub(1, Ordering::Relaxed);
+        // SAFETY: unlinked from the only chain that is read, and no `Ref`
+        // or other thread can reach it: taken once, then freed.
+        Some(unsafe { Node::into_entry(cur) })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.map.len();
+        (n, Some(n))
+    }
+}
+
+/// Exact: nothing but the iterator can change the map.
+impl<K, V, R: Reclaim> ExactSizeIterator for IntoIter<K, V, R> {}
+
+impl<K, V, R: Reclaim> core::iter::FusedIterator for IntoIter<K, V, R> {}
+
+impl<K, V, R: Reclaim> fmt::Debug for IntoIter<K, V, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IntoIter")
+            .field("remaining", &self.map.len())
+            .finish()
+    }
+}
 
 impl<'a, K, V, R> IntoIterator for &'a SkipList<K, V, R>
 where

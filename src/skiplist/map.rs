@@ -37,9 +37,37 @@ where
     /// assert_eq!(m.len(), 1);
     /// ```
     pub fn insert(&self, key: K, value: V) -> Ref<'_, K, V, R> {
-        match self.insert_internal(key, value, random_height(), true, true) {
+        match self.insert_internal(key, value, random_height(), |_| true, true) {
             Inserted::New(entry) => entry,
             Inserted::Present(..) => unreachable!("insert replaces"),
+        }
+    }
+
+    /// Inserts `key` with `value` if the key is absent, or in place of the
+    /// present entry if `replace` returns `true` for its value; returns the
+    /// new entry, or the present one (and drops `key` and `value`) if
+    /// `replace` said no. The check and the replacement are atomic: the
+    /// entry replaced is the one whose value `replace` saw. As
+    /// `crossbeam_skiplist`'s `compare_insert`. Expected `O(log n)`.
+    ///
+    /// ```
+    /// # if vvmalloc::LOOM_BUILD { return; }
+    /// use vvmalloc::SkipList;
+    /// let m: SkipList<&str, u32> = SkipList::new();
+    /// // Keep the maximum per key.
+    /// m.compare_insert("a", 3, |old| *old < 3);
+    /// m.compare_insert("a", 1, |old| *old < 1);
+    /// assert_eq!(*m.compare_insert("a", 5, |old| *old < 5).value(), 5);
+    /// assert_eq!(*m.get("a").unwrap().value(), 5);
+    /// ```
+    pub fn compare_insert(
+        &self,
+        key: K,
+        value: V,
+        replace: impl Fn(&V) -> bool,
+    ) -> Ref<'_, K, V, R> {
+        match self.insert_internal(key, value, random_height(), replace, true) {
+            Inserted::New(entry) | Inserted::Present(entry, ..) => entry,
         }
     }
 
@@ -68,7 +96,7 @@ where
         value: V,
         height: usize,
     ) -> Result<Ref<'_, K, V, R>, (K, V)> {
-        match self.insert_internal(key, value, height, false, true) {
+        match self.insert_internal(key, value, height, |_| false, true) {
             Inserted::New(entry) => Ok(entry),
             Inserted::Present(_, key, value) => Err((key, value)),
         }
@@ -78,7 +106,7 @@ where
     /// `1..=MAX_HEIGHT`), for tests and models that need a given shape.
     #[doc(hidden)]
     pub fn insert_with_height(&self, key: K, value: V, height: usize) -> Ref<'_, K, V, R> {
-        match self.insert_internal(key, value, height, true, true) {
+        match self.insert_internal(key, value, height, |_| true, true) {
             Inserted::New(entry) => entry,
             Inserted::Present(..) => unreachable!("insert replaces"),
         }
@@ -95,7 +123,7 @@ where
     /// assert_eq!(*m.get_or_insert(1, "b").value(), "a");
     /// ```
     pub fn get_or_insert(&self, key: K, value: V) -> Ref<'_, K, V, R> {
-        match self.insert_internal(key, value, random_height(), false, true) {
+        match self.insert_internal(key, value, random_height(), |_| false, true) {
             Inserted::New(entry) | Inserted::Present(entry, ..) => entry,
         }
     }

@@ -103,8 +103,8 @@ mod set;
 #[cfg(all(test, not(loom)))]
 mod tests;
 
-pub use iter::{Iter, Range};
-pub use set::SkipSet;
+pub use iter::{IntoIter, Iter, Range};
+pub use set::{SetIntoIter, SkipSet};
 
 /// The largest tower height. With the promotion probability of 1/2 a list
 /// of `2^32` (about four billion) entries still has about one full-height
@@ -436,6 +436,25 @@ where
         // through the clean-up.
         unsafe { list.finish_removal(&mut c, node) };
         true
+    }
+}
+
+/// A set's entry (a [`SkipSet`]'s, or a map's with `()` values) derefs to
+/// its key, as `crossbeam_skiplist`'s set entries' `value()` gives it.
+///
+/// ```
+/// # if vvmalloc::LOOM_BUILD { return; }
+/// use vvmalloc::SkipSet;
+/// let s: SkipSet<String> = ["a".to_string()].into_iter().collect();
+/// let e = s.first().unwrap();
+/// assert_eq!(e.len(), 1); // `String::len`, through `Deref`
+/// assert_eq!(*e, "a");
+/// ```
+impl<K, R: Reclaim> core::ops::Deref for Ref<'_, K, (), R> {
+    type Target = K;
+
+    fn deref(&self) -> &K {
+        self.key()
     }
 }
 

@@ -150,12 +150,14 @@ impl<K, V> Node<K, V> {
         }
     }
 
-    /// Takes the key and value back out of a node that was never published,
+    /// Takes the key and value back out of a node no one else can reach,
     /// and frees it.
     ///
     /// # Safety
     ///
-    /// 1. `node` came from [`Node::alloc`] and was never published.
+    /// 1. `node` came from [`Node::alloc`], and no other thread, `Ref` or
+    ///    link can reach it: it was never published, or it was unlinked
+    ///    from a map the caller owns (`IntoIter`).
     pub(super) unsafe fn into_entry(node: *mut Self) -> (K, V) {
         // SAFETY: (1) the node is ours alone; its key and value are read
         // once, then its memory is freed without dropping them.

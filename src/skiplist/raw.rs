@@ -535,13 +535,13 @@ where
     }
 
     /// Inserts a node of `height` levels, replacing an entry with the same
-    /// key if `replace`. (`clean_up`: see `link_upper`.)
+    /// key if `replace` accepts its value. (`clean_up`: see `link_upper`.)
     pub(super) fn insert_internal(
         &self,
         key: K,
         value: V,
         height: usize,
-        replace: bool,
+        replace: impl Fn(&V) -> bool,
         clean_up: bool,
     ) -> Inserted<'_, K, V, R> {
         let height = height.clamp(1, MAX_HEIGHT);
@@ -558,7 +558,10 @@ where
             self.search(&mut c, |k| k >= key, 0);
             // SAFETY: a non-null `curr` is protected.
             let found = !c.curr.is_null() && unsafe { (*c.curr).key == *key };
-            if found && !replace {
+            // SAFETY: protected, as above; values are immutable, so the
+            // answer holds for as long as `curr` is the entry (which the
+            // replacing CAS on `curr` checks).
+            if found && !replace(unsafe { &(*c.curr).value }) {
                 drop(own);
                 // SAFETY: never published.
                 let (key, value) = unsafe { Node::into_entry(node) };

@@ -18,7 +18,7 @@ impl<K: Ord + Send, V: Send, R: Reclaim> SkipList<K, V, R> {
     #[doc(hidden)]
     pub fn seeded_bug_try_insert_without_clean_up(&self, key: K, value: V, height: usize) -> bool {
         matches!(
-            self.insert_internal(key, value, height, false, false),
+            self.insert_internal(key, value, height, |_| false, false),
             Inserted::New(_)
         )
     }

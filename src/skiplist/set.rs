@@ -6,7 +6,7 @@ use core::ops::{Bound, RangeBounds};
 
 use crate::reclaim::{Domain, Epoch, Reclaim};
 
-use super::{Iter, Range, Ref, SkipList};
+use super::{IntoIter, Iter, Range, Ref, SkipList};
 
 /// A lock-free ordered set: a [`SkipList`] with `()` values.
 ///
@@ -143,6 +143,14 @@ impl<K, R: Reclaim> SkipSet<K, R> {
 impl<K: Ord + Send, R: Reclaim> SkipSet<K, R> {
     /// Inserts `key` unless present; returns whether it inserted.
     ///
+    /// This is `BTreeSet::insert`, not `crossbeam_skiplist`'s
+    /// `SkipSet::insert` (which replaces an equal key and returns the
+    /// entry): a present key is kept, and the given one dropped. Keeping it
+    /// costs nothing (no new node, nothing to reclaim), and equal keys are
+    /// interchangeable for most uses. For the entry use
+    /// [`get_or_insert`](Self::get_or_insert); to put the given key in
+    /// place of an equal one, [`replace`](Self::replace).
+    ///
     /// ```
     /// # if vvmalloc::LOOM_BUILD { return; }
     /// use vvmalloc::SkipSet;
@@ -151,6 +159,32 @@ impl<K: Ord + Send, R: Reclaim> SkipSet<K, R> {
     /// ```
     pub fn insert(&self, key: K) -> bool {
         self.map.try_insert(key, ()).is_ok()
+    }
+
+    /// Inserts `key`, in place of an equal key if one is present (atomically,
+    /// as [`SkipList::insert`]), and returns the new entry: what
+    /// `crossbeam_skiplist`'s `SkipSet::insert` does.
+    ///
+    /// ```
+    /// # if vvmalloc::LOOM_BUILD { return; }
+    /// use std::cmp::Ordering;
+    /// use vvmalloc::SkipSet;
+    /// // Keys equal by `id` alone, so which one is stored shows.
+    /// #[derive(Debug)]
+    /// struct Job { id: u32, tag: &'static str }
+    /// impl PartialEq for Job { fn eq(&self, o: &Self) -> bool { self.id == o.id } }
+    /// impl Eq for Job {}
+    /// impl PartialOrd for Job { fn partial_cmp(&self, o: &Self) -> Option<Ordering> { Some(self.cmp(o)) } }
+    /// impl Ord for Job { fn cmp(&self, o: &Self) -> Ordering { self.id.cmp(&o.id) } }
+    ///
+    /// let s: SkipSet<Job> = SkipSet::new();
+    /// s.insert(Job { id: 1, tag: "old" });
+    /// assert_eq!(s.replace(Job { id: 1, tag: "new" }).tag, "new");
+    /// assert_eq!(s.first().unwrap().tag, "new");
+    /// assert_eq!(s.len(), 1);
+    /// ```
+    pub fn replace(&self, key: K) -> Ref<'_, K, (), R> {
+        self.map.insert(key, ())
     }
 
     /// The entry for `key`, inserting it if absent.
@@ -390,6 +424,58 @@ impl<K: 'static, R: Reclaim> Default for SkipSet<K, R> {
     /// An empty set, as [`SkipSet::new`].
     fn default() -> Self {
         Self::new()
+    }
+}
+
+impl<K, R: Reclaim> IntoIterator for SkipSet<K, R> {
+    type Item = K;
+    type IntoIter = SetIntoIter<K, R>;
+
+    /// The keys by value, in increasing order, consuming the set.
+    ///
+    /// ```
+    /// # if vvmalloc::LOOM_BUILD { return; }
+    /// use vvmalloc::SkipSet;
+    /// let set: SkipSet<String> = ["b".to_string(), "a".into()].into_iter().collect();
+    /// assert_eq!(set.into_iter().collect::<Vec<_>>(), ["a", "b"]);
+    /// ```
+    fn into_iter(self) -> SetIntoIter<K, R> {
+        SetIntoIter(self.map.into_iter())
+    }
+}
+
+/// An owning iterator over a [`SkipSet`]'s keys, in increasing order, from
+/// its by-value [`IntoIterator`].
+///
+/// ```
+/// # if vvmalloc::LOOM_BUILD { return; }
+/// use vvmalloc::SkipSet;
+/// let set: SkipSet<u8> = (0..3).collect();
+/// let mut keys = set.into_iter();
+/// assert_eq!(keys.next(), Some(0));
+/// assert_eq!(keys.len(), 2);
+/// ```
+pub struct SetIntoIter<K, R: Reclaim = Epoch>(IntoIter<K, (), R>);
+
+impl<K, R: Reclaim> Iterator for SetIntoIter<K, R> {
+    type Item = K;
+
+    fn next(&mut self) -> Option<K> {
+        self.0.next().map(|(k, ())| k)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
+    }
+}
+
+impl<K, R: Reclaim> ExactSizeIterator for SetIntoIter<K, R> {}
+
+impl<K, R: Reclaim> core::iter::FusedIterator for SetIntoIter<K, R> {}
+
+impl<K, R: Reclaim> fmt::Debug for SetIntoIter<K, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("SetIntoIter").field(&self.0).finish()
     }
 }
 
