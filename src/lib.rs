@@ -31,12 +31,27 @@
 //!
 //! # The allocator and its tools
 //!
-//! - [`heap`]: size-class heaps built from these structures: [`Heap`]
-//!   instances and the [`VvMalloc`] global allocator.
-//! - [`intrusive`]: the ABA-safe intrusive stack of the allocator's
-//!   central heaps.
-//! - [`trace`]: malloc-lab style allocation traces, a seeded generator and a
-//!   validating replayer against any allocator (the `mdriver` example).
+//! With the `heap` feature (on by default; `default-features = false`
+//! leaves the crate with the structures and the reclamation schemes only,
+//! and without the `libc` and `allocator-api2` dependencies):
+//!
+#![cfg_attr(
+    feature = "heap",
+    doc = "- [`heap`]: size-class heaps built from these structures: [`Heap`]
+  instances and the [`VvMalloc`] global allocator.
+- [`trace`]: malloc-lab style allocation traces, a seeded generator and a
+  validating replayer against any allocator (the `mdriver` example)."
+)]
+#![cfg_attr(
+    not(feature = "heap"),
+    doc = "- `heap`: size-class heaps built from these structures: `Heap`
+  instances and the `VvMalloc` global allocator.
+- `trace`: malloc-lab style allocation traces, a seeded generator and a
+  validating replayer against any allocator (the `mdriver` example)."
+)]
+//!
+//! And always [`intrusive`]: the ABA-safe intrusive stack of the
+//! allocator's central heaps.
 //!
 //! # Reclamation
 //!
@@ -55,6 +70,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs, unreachable_pub)]
 
+#[cfg(feature = "heap")]
 pub mod heap;
 pub mod intrusive;
 pub mod list;
@@ -65,8 +81,10 @@ pub mod stack;
 mod stat;
 mod sync;
 pub mod take_all;
+#[cfg(feature = "heap")]
 pub mod trace;
 
+#[cfg(feature = "heap")]
 pub use heap::{Heap, VvMalloc};
 pub use intrusive::IntrusiveStack;
 pub use list::{List, ListSet};
@@ -84,6 +102,6 @@ pub use take_all::TakeAllStack;
 pub const LOOM_BUILD: bool = cfg!(loom);
 
 /// The README's usage example, compiled and run as a doctest.
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "heap"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

@@ -174,15 +174,24 @@ impl AtomicU128 {
 /// What loom does not see: for `crate::stat`'s counters and the few other
 /// users that `.ci/shim-check` allows, with its reasons.
 pub(crate) mod plain {
+    pub(crate) use core::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
+
+    // The allocator's and its tools' own users (absent without the `heap`
+    // feature, so without their imports).
     /// A cell for state owned by one thread (a thread cache): nothing to model.
+    #[cfg(feature = "heap")]
     pub(crate) use core::cell::UnsafeCell as PlainUnsafeCell;
+    /// Also for a unit test of the intrusive stack.
+    #[cfg(any(feature = "heap", test))]
+    pub(crate) use core::sync::atomic::AtomicBool;
+    #[cfg(feature = "heap")]
     #[cfg_attr(loom, allow(unused_imports))]
     pub(crate) use core::sync::atomic::AtomicU64;
-    pub(crate) use core::sync::atomic::{
-        AtomicBool, AtomicIsize, AtomicPtr, AtomicU32, AtomicU8, AtomicUsize, Ordering,
-    };
+    #[cfg(feature = "heap")]
+    pub(crate) use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU8};
     /// Real threads, for tools that run outside any model (the trace
     /// replayer).
+    #[cfg(feature = "heap")]
     #[cfg_attr(loom, allow(unused_imports))]
     pub(crate) use std::thread::{panicking, park_timeout, scope, yield_now};
 }
