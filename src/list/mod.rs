@@ -231,6 +231,24 @@ impl<'a, K, V, R: Reclaim> Ref<'a, K, V, R> {
     }
 }
 
+/// A set's entry (a [`ListSet`]'s, or a list's with `()` values) derefs to
+/// its key.
+///
+/// ```
+/// # if vvmalloc::LOOM_BUILD { return; }
+/// use vvmalloc::ListSet;
+/// let s: ListSet<String> = ["ab".to_string()].into_iter().collect();
+/// let e = s.first().unwrap();
+/// assert_eq!(e.len(), 2); // `String::len`, through `Deref`
+/// ```
+impl<K, R: Reclaim> core::ops::Deref for Ref<'_, K, (), R> {
+    type Target = K;
+
+    fn deref(&self) -> &K {
+        self.key()
+    }
+}
+
 impl<K: fmt::Debug, V: fmt::Debug, R: Reclaim> fmt::Debug for Ref<'_, K, V, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Ref")

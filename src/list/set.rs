@@ -2,11 +2,11 @@
 
 use core::borrow::Borrow;
 use core::fmt;
-use core::ops::Bound;
+use core::ops::{Bound, RangeBounds};
 
 use crate::reclaim::{Domain, Epoch, Reclaim};
 
-use super::{Iter, List, Ref};
+use super::{Iter, List, Range, Ref};
 
 /// A lock-free ordered set: a [`List`] with `()` values.
 ///
@@ -266,6 +266,92 @@ impl<K: Ord + Send, R: Reclaim> ListSet<K, R> {
     /// ```
     pub fn iter(&self) -> Iter<'_, K, (), R> {
         self.map.iter()
+    }
+
+    /// The keys within `range`, in increasing order (see [`List::range`]).
+    ///
+    /// ```
+    /// # if vvmalloc::LOOM_BUILD { return; }
+    /// use vvmalloc::ListSet;
+    /// let s: ListSet<u8> = (0..10).collect();
+    /// assert_eq!(s.range(3..5).map(|e| *e.key()).collect::<Vec<_>>(), [3, 4]);
+    /// ```
+    pub fn range<Q, B>(&self, range: B) -> Range<'_, Q, B, K, (), R>
+    where
+        K: Borrow<Q>,
+        Q: Ord + ?Sized,
+        B: RangeBounds<Q>,
+    {
+        self.map.range(range)
+    }
+
+    /// The largest key's entry: a walk of the whole list, `O(n)`.
+    ///
+    /// ```
+    /// # if vvmalloc::LOOM_BUILD { return; }
+    /// use vvmalloc::ListSet;
+    /// let s: ListSet<u8> = [3, 1].into_iter().collect();
+    /// assert_eq!(s.last().map(|e| *e.key()), Some(3));
+    /// ```
+    pub fn last(&self) -> Option<Ref<'_, K, (), R>> {
+        self.map.last()
+    }
+
+    /// Removes and returns the largest key's entry (see
+    /// [`List::pop_last`]).
+    ///
+    /// ```
+    /// # if vvmalloc::LOOM_BUILD { return; }
+    /// use vvmalloc::ListSet;
+    /// let s: ListSet<u8> = [3, 1].into_iter().collect();
+    /// assert_eq!(s.pop_last().map(|e| *e.key()), Some(3));
+    /// assert_eq!(s.len(), 1);
+    /// ```
+    pub fn pop_last(&self) -> Option<Ref<'_, K, (), R>> {
+        self.map.pop_last()
+    }
+
+    /// The last key at or below `bound` (see [`List::upper_bound`]).
+    ///
+    /// ```
+    /// # if vvmalloc::LOOM_BUILD { return; }
+    /// use std::ops::Bound::Excluded;
+    /// use vvmalloc::ListSet;
+    /// let s: ListSet<u8> = [1, 5].into_iter().collect();
+    /// assert_eq!(s.upper_bound(Excluded(&5)).map(|e| *e.key()), Some(1));
+    /// ```
+    pub fn upper_bound<Q>(&self, bound: Bound<&Q>) -> Option<Ref<'_, K, (), R>>
+    where
+        K: Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
+        self.map.upper_bound(bound)
+    }
+
+    /// The entry for `key`, inserting it if absent.
+    ///
+    /// ```
+    /// # if vvmalloc::LOOM_BUILD { return; }
+    /// use vvmalloc::ListSet;
+    /// let s: ListSet<u8> = ListSet::new();
+    /// assert_eq!(*s.get_or_insert(4).key(), 4);
+    /// assert_eq!(s.len(), 1);
+    /// ```
+    pub fn get_or_insert(&self, key: K) -> Ref<'_, K, (), R> {
+        self.map.get_or_insert(key, ())
+    }
+
+    /// Removes every key, one at a time; not atomic (see [`List::clear`]).
+    ///
+    /// ```
+    /// # if vvmalloc::LOOM_BUILD { return; }
+    /// use vvmalloc::ListSet;
+    /// let s: ListSet<u8> = (0..5).collect();
+    /// s.clear();
+    /// assert!(s.is_empty());
+    /// ```
+    pub fn clear(&self) {
+        self.map.clear()
     }
 }
 

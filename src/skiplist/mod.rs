@@ -79,9 +79,32 @@
 //!   the old node and links the new one behind it, in one step.
 //! - `remove`, `pop_last` and [`Ref::remove`]: the CAS that marks `next[0]`;
 //!   `pop_first`: the marking CAS, done while `head[0]` is reserved.
+//! - `compare_insert`: as `insert` when it inserts or replaces; when it
+//!   keeps the present entry, as a lookup.
 //! - Lookups (`get`, `lower_bound`, `upper_bound`, `first`, `last`) and
 //!   operations that find nothing: the load at level 0 that saw the answer's
 //!   predecessor point to it (or to the end), unmarked.
+//!
+//! # Coming from `crossbeam_skiplist`
+//!
+//! | `crossbeam_skiplist` | here | |
+//! |---|---|---|
+//! | `SkipMap::insert`, `compare_insert`, `get_or_insert(_with)`, `remove`, `get`, `contains_key` | the same names (`contains`) | `insert` replaces, atomically |
+//! | `front`, `back`, `pop_front`, `pop_back` | `first`, `last`, `pop_first`, `pop_last` | `BTreeMap`'s names |
+//! | `lower_bound`, `upper_bound`, `range`, `iter` | the same | lazy, resumable iterators, double-ended (see [`SkipList::iter`]) |
+//! | `Entry::next`, `prev`, `move_next`, `move_prev`, `remove`, `is_removed` | the same on [`Ref`] | |
+//! | `Entry: Clone` | not offered | see below |
+//! | `IntoIterator` by value | the same ([`IntoIter`], [`SetIntoIter`]) | |
+//! | `SkipSet::insert` (replaces, returns the entry) | [`SkipSet::replace`] | [`SkipSet::insert`] is `BTreeSet::insert`: keeps the present key, returns `bool` |
+//! | set `Entry::value` | `Deref` to the key (`*e`), or [`Ref::key`] | `Ref::value` is the map's `()` |
+//! | one collector, entries reference-counted | a scheme per map ([`Epoch`], [`Hazard`](crate::reclaim::Hazard), [`Leak`](crate::reclaim::Leak)), own domains | a [`Ref`] holds a pin or a hazard pointer, not a count |
+//!
+//! A `Ref` is not `Clone`: a second protection of a node can only be taken
+//! while the node is still in the map (a removed node may already have
+//! been scanned by a hazard-pointer reclaimer, which a protection announced
+//! afterwards does not stop), so a clone of a removed entry could not be
+//! made soundly with hazard pointers. Take another `Ref` with
+//! [`get`](SkipList::get) or [`Ref::next`] instead.
 
 use core::fmt;
 use core::marker::PhantomData;
