@@ -6,6 +6,11 @@
 //! (90% `get`, 5% `insert`, 5% `remove`), mixed (50/25/25) and write-heavy
 //! (10/45/45). Ranges of 1 000 and 1 000 000 keys start half full and stay
 //! about half full. One and two threads (the machine has two cores).
+//!
+//! `skiplist/scan`: one full pass of the iterator over 10 000 entries,
+//! single-threaded, for each scheme and crossbeam's `SkipMap` (every step
+//! takes a protected entry and the iterator's own second protection: a pin
+//! for epochs, a hazard and a fence for hazard pointers).
 
 // criterion_group! generates an undocumented public function.
 #![allow(missing_docs)]
@@ -60,5 +65,32 @@ fn workloads(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, workloads);
+fn scan(c: &mut Criterion) {
+    use vvmalloc::reclaim::{Epoch, Hazard, Leak};
+    const N: u64 = 10_000;
+    let epoch: vvmalloc::SkipList<u64, u64, Epoch> = (0..N).map(|k| (k, k)).collect();
+    let hazard: vvmalloc::SkipList<u64, u64, Hazard> = (0..N).map(|k| (k, k)).collect();
+    let leak: vvmalloc::SkipList<u64, u64, Leak> = (0..N).map(|k| (k, k)).collect();
+    let crossbeam: crossbeam_skiplist::SkipMap<u64, u64> = (0..N).map(|k| (k, k)).collect();
+    let mut group = c.benchmark_group("skiplist/scan/10000keys");
+    group
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(20);
+    group.bench_function("epoch", |b| {
+        b.iter(|| epoch.iter().map(|e| *e.value()).sum::<u64>())
+    });
+    group.bench_function("hazard", |b| {
+        b.iter(|| hazard.iter().map(|e| *e.value()).sum::<u64>())
+    });
+    group.bench_function("leak", |b| {
+        b.iter(|| leak.iter().map(|e| *e.value()).sum::<u64>())
+    });
+    group.bench_function("crossbeam", |b| {
+        b.iter(|| crossbeam.iter().map(|e| *e.value()).sum::<u64>())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, workloads, scan);
 criterion_main!(benches);

@@ -68,21 +68,21 @@ where
         in_range: impl Fn(&K) -> bool,
     ) -> Option<Ref<'a, K, V, R>> {
         let list = self.list;
-        let mut cand = match &self.last {
-            Some(last) => list.successor(last),
-            None => start(),
-        }?;
+        let (mut cand, mut kept) = match &self.last {
+            Some(last) => list.successor_kept(last)?,
+            None => (start()?, None),
+        };
         loop {
             if !in_range(cand.key()) {
                 return None;
             }
-            if let Some(kept) = list.again(&cand) {
+            if let Some(kept) = kept.or_else(|| list.again(&cand)) {
                 self.last = Some(kept);
                 return Some(cand);
             }
             // Removed since it was found: not present throughout, so it may
             // be skipped. Its successor has a greater key, so this ends.
-            cand = list.successor(&cand)?;
+            (cand, kept) = list.successor_kept(&cand)?;
         }
     }
 }

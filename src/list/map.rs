@@ -14,6 +14,10 @@ use crate::sync::{AtomicPtr, Ordering};
 use super::node::{is_marked, marked, unmarked, Node, MARK, POPPED, RESERVED, TAGS};
 use super::{Iter, List, Position, Range, Ref};
 
+/// An entry, and (when the step could take one with the same validation)
+/// a second protection of it for an iterator to keep.
+pub(super) type Kept<'a, K, V, R> = (Ref<'a, K, V, R>, Option<Ref<'a, K, V, R>>);
+
 impl<K, V, R> List<K, V, R>
 where
     K: Ord + Send,
@@ -604,28 +608,49 @@ where
     }
 
     /// The entry after `entry`: its unmarked successor, or, when `entry` has
-    /// been deleted meanwhile, the first entry with a greater key.
-    pub(super) fn successor<'a>(&'a self, entry: &Ref<'a, K, V, R>) -> Option<Ref<'a, K, V, R>> {
-        let guard = self.domain.pin();
-        let mut shield = guard.shield();
+    /// been deleted meanwhile, the first entry with a greater key. With it,
+    /// a second protection of it for the iterator to keep, taken with the
+    /// same validation (one fence with hazard pointers); `None` in its place
+    /// when the entry came from a search (the caller takes it with
+    /// `again`).
+    pub(super) fn successor_kept<'a>(
+        &'a self,
+        entry: &Ref<'a, K, V, R>,
+    ) -> Option<Kept<'a, K, V, R>> {
+        let (guard, kept_guard) = (self.domain.pin(), self.domain.pin());
+        let (mut shield, mut kept_shield) = (guard.shield(), kept_guard.shield());
         // SAFETY: `entry` keeps its node protected.
         let node = unsafe { entry.node.as_ref() };
-        // Under loom: checks it was not reclaimed (an iterator steps from
-        // the entry it keeps).
+        // Under loom: checks it was not reclaimed.
         node.liveness.check();
+        // Acquire: pairs with the Release CAS that linked the successor.
+        let mut next = node.next.load(Ordering::Acquire);
         // Validated against `node.next`: while it holds the same unmarked
         // pointer the node is in the list, so the successor is reachable
         // and not retired.
-        let next = shield.protect(&node.next);
-        if is_marked(next) {
-            drop(shield);
-            let key = entry.key();
-            return self.search(guard, |k| k > key).into_ref();
+        while let Err(now) = shield.try_protect_pair(&mut kept_shield, next, &node.next) {
+            next = now;
         }
-        Some(Ref {
-            node: NonNull::new(next)?,
-            _shield: shield,
-            _guard: guard,
-        })
+        if is_marked(next) {
+            drop((shield, kept_shield, kept_guard));
+            let key = entry.key();
+            return self
+                .search(guard, |k| k > key)
+                .into_ref()
+                .map(|r| (r, None));
+        }
+        let succ = NonNull::new(next)?;
+        Some((
+            Ref {
+                node: succ,
+                _shield: shield,
+                _guard: guard,
+            },
+            Some(Ref {
+                node: succ,
+                _shield: kept_shield,
+                _guard: kept_guard,
+            }),
+        ))
     }
 }

@@ -57,6 +57,17 @@ impl Reclaim for Epoch {
         // The guard's pin covers every node retired after it.
     }
 
+    #[inline(always)]
+    fn raw_try_protect_pair<T>(
+        _: &mut (),
+        _: &mut (),
+        _: *mut T,
+        _: &AtomicPtr<T>,
+    ) -> Result<(), *mut T> {
+        // As `raw_try_protect`: both guards were pinned before the load.
+        Ok(())
+    }
+
     fn raw_protect_live<T>(_: &mut (), _: *mut T, live: impl FnOnce() -> bool) -> bool {
         // The guard was pinned before this call: either the thread was
         // already pinned (the node is covered by that older pin, through the

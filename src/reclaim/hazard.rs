@@ -280,6 +280,35 @@ impl Reclaim for Hazard {
         shield.protect_raw(untagged(ptr));
     }
 
+    #[inline]
+    fn raw_try_protect_pair<T>(
+        first: &mut Self::RawShield<'_>,
+        second: &mut Self::RawShield<'_>,
+        ptr: *mut T,
+        src: &AtomicPtr<T>,
+    ) -> Result<(), *mut T> {
+        let target = untagged(ptr);
+        if target.is_null() {
+            first.reset_protection();
+            second.reset_protection();
+            return Ok(());
+        }
+        first.protect_raw(target);
+        second.protect_raw(target);
+        // SeqCst: as in `raw_try_protect`, for both announcements at once:
+        // a scan that follows a retire after the load below sees both.
+        crate::sync::fence(Ordering::SeqCst);
+        // Acquire: pairs with the Release that published the pointer.
+        let now = src.load(Ordering::Acquire);
+        if now == ptr {
+            Ok(())
+        } else {
+            first.reset_protection();
+            second.reset_protection();
+            Err(now)
+        }
+    }
+
     fn raw_protect_live<T>(
         shield: &mut Self::RawShield<'_>,
         ptr: *mut T,

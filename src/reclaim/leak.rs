@@ -42,6 +42,15 @@ impl Reclaim for Leak {
 
     fn raw_protect_unpublished<T>(_: &mut (), _: *mut T) {}
 
+    fn raw_try_protect_pair<T>(
+        _: &mut (),
+        _: &mut (),
+        _: *mut T,
+        _: &AtomicPtr<T>,
+    ) -> Result<(), *mut T> {
+        Ok(())
+    }
+
     fn raw_protect_live<T>(_: &mut (), _: *mut T, _: impl FnOnce() -> bool) -> bool {
         // Nothing is ever freed.
         true

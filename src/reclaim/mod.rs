@@ -180,6 +180,13 @@ pub trait Reclaim: sealed::Sealed + Sized + Send + Sync + 'static {
     #[doc(hidden)]
     fn raw_protect_unpublished<T>(shield: &mut Self::RawShield<'_>, ptr: *mut T);
     #[doc(hidden)]
+    fn raw_try_protect_pair<T>(
+        first: &mut Self::RawShield<'_>,
+        second: &mut Self::RawShield<'_>,
+        ptr: *mut T,
+        src: &AtomicPtr<T>,
+    ) -> Result<(), *mut T>;
+    #[doc(hidden)]
     fn raw_protect_live<T>(
         shield: &mut Self::RawShield<'_>,
         ptr: *mut T,
@@ -535,6 +542,36 @@ impl<R: Reclaim> Shield<'_, R> {
     /// ```
     pub unsafe fn protect_unpublished<T>(&mut self, ptr: *mut T) {
         R::raw_protect_unpublished(&mut self.raw, ptr)
+    }
+
+    /// [`try_protect`](Self::try_protect) into this shield and `second` at
+    /// once, with one validation (one fence with [`Hazard`], not two): on
+    /// `Ok` both protect `ptr`, independently (either may be dropped
+    /// first); on `Err` neither does. An iterator uses it to hand one
+    /// protection of an entry to its caller and keep the other.
+    ///
+    /// ```
+    /// # if vvmalloc::LOOM_BUILD { return; }
+    /// use vvmalloc::reclaim::{Domain, Hazard};
+    /// use vvmalloc::raw::AtomicPtr;
+    /// use std::sync::atomic::Ordering;
+    /// let d: Domain<Hazard> = Domain::new();
+    /// let (g1, g2) = (d.pin(), d.pin());
+    /// let (mut a, mut b) = (g1.shield(), g2.shield());
+    /// let node = Box::into_raw(Box::new(7u64));
+    /// let slot = AtomicPtr::new(node);
+    /// let p = slot.load(Ordering::Acquire);
+    /// assert!(a.try_protect_pair(&mut b, p, &slot).is_ok());
+    /// # drop((a, b));
+    /// # drop(unsafe { Box::from_raw(node) });
+    /// ```
+    pub fn try_protect_pair<T>(
+        &mut self,
+        second: &mut Self,
+        ptr: *mut T,
+        src: &AtomicPtr<T>,
+    ) -> Result<(), *mut T> {
+        R::raw_try_protect_pair(&mut self.raw, &mut second.raw, ptr, src)
     }
 
     /// Protects `ptr`, a node the caller already protects through another

@@ -160,21 +160,21 @@ where
         in_range: impl Fn(&K) -> bool,
     ) -> Option<Ref<'a, K, V, R>> {
         let list = self.list;
-        let mut cand = match &self.front {
-            Some(f) => list.successor(f),
-            None => start(),
-        }?;
+        let (mut cand, mut kept) = match &self.front {
+            Some(f) => list.successor_kept(f)?,
+            None => (start()?, None),
+        };
         loop {
             if !in_range(cand.key()) || self.back.as_ref().is_some_and(|b| cand.key() >= b.key()) {
                 return None;
             }
-            if let Some(kept) = cand.again() {
+            if let Some(kept) = kept.or_else(|| cand.again()) {
                 self.front = Some(kept);
                 return Some(cand);
             }
             // Removed since it was found: not present throughout, so it may
             // be skipped. Its successor has a greater key, so this ends.
-            cand = list.successor(&cand)?;
+            (cand, kept) = list.successor_kept(&cand)?;
         }
     }
 

@@ -17,6 +17,10 @@ use super::node::{
 use super::raw::{mark_level, mark_tower, Cursor, Inserted};
 use super::{Iter, Range, Ref, SkipList, MAX_HEIGHT};
 
+/// An entry, and (when the step could take one with the same validation)
+/// a second protection of it for an iterator to keep.
+pub(super) type Kept<'a, K, V, R> = (Ref<'a, K, V, R>, Option<Ref<'a, K, V, R>>);
+
 impl<K, V, R> SkipList<K, V, R>
 where
     K: Ord + Send,
@@ -527,6 +531,50 @@ where
             _shield: shield,
             _guard: guard,
         })
+    }
+
+    /// As [`successor`](Self::successor), with a second protection of the
+    /// successor for the iterator to keep, taken with the same validation
+    /// (one fence with hazard pointers) on the fast path; `None` in its
+    /// place when the successor came from a search (the caller takes it
+    /// with `Ref::again`).
+    pub(super) fn successor_kept<'a>(
+        &'a self,
+        entry: &Ref<'a, K, V, R>,
+    ) -> Option<Kept<'a, K, V, R>> {
+        let (guard, kept_guard) = (self.domain.pin(), self.domain.pin());
+        let (mut shield, mut kept_shield) = (guard.shield(), kept_guard.shield());
+        // SAFETY: `entry` keeps its node protected (under loom this checks
+        // that it was not reclaimed).
+        unsafe { (*entry.node.as_ptr()).liveness.check() };
+        // SAFETY: as above; level 0 exists.
+        let next = unsafe { Node::next(entry.node.as_ptr(), 0) };
+        // Acquire: pairs with the Release CAS that linked the successor.
+        let mut succ = next.load(Ordering::Acquire);
+        // Validated against the node's `next[0]`, as in `successor`.
+        while let Err(now) = shield.try_protect_pair(&mut kept_shield, succ, next) {
+            succ = now;
+        }
+        if is_marked(succ) {
+            drop((shield, kept_shield, guard, kept_guard));
+            let key = entry.key();
+            return self.lower_bound_by(|k| k > key).map(|r| (r, None));
+        }
+        let node = NonNull::new(succ)?;
+        Some((
+            Ref {
+                list: self,
+                node,
+                _shield: shield,
+                _guard: guard,
+            },
+            Some(Ref {
+                list: self,
+                node,
+                _shield: kept_shield,
+                _guard: kept_guard,
+            }),
+        ))
     }
 
     /// The last entry with a key below `entry`'s.
