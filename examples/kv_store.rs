@@ -108,7 +108,7 @@ fn run<'k, R: Reclaim>(label: &str, map: SkipList<&'k str, Value, R>, names: &'k
                     }
                     // Relaxed: a stop flag for the readers; the scope's
                     // join orders everything else.
-                    done.store(true, Ordering::Relaxed);
+                    done.store(true, Ordering::Relaxed); // a stop flag: pairs with nothing (joins order the rest)
                     t
                 })
             })
@@ -122,6 +122,7 @@ fn run<'k, R: Reclaim>(label: &str, map: SkipList<&'k str, Value, R>, names: &'k
                     // The newest version seen per key: it must never go back.
                     let mut seen = vec![0u64; KEYS];
                     while !done.load(Ordering::Relaxed) {
+                        // the stop flag: pairs with nothing
                         seed ^= seed << 13;
                         seed ^= seed >> 7;
                         seed ^= seed << 17;

@@ -222,13 +222,14 @@ fn churn_while(
                 let mut seed = 0x9E37_79B9_7F4A_7C15_u64 ^ u64::from(t + 1);
                 // Relaxed: a stop flag; the scope's join synchronizes.
                 while !stop.load(Ordering::Relaxed) {
+                    // stop flag: pairs with nothing
                     seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
                     let k = (seed >> 33) as u32 % UNIVERSE;
                     if !stable(k) && !remove(k) {
                         insert(k);
                     }
                     // Relaxed: a count; only its size matters.
-                    toggles.fetch_add(1, Ordering::Relaxed);
+                    toggles.fetch_add(1, Ordering::Relaxed); // a count: pairs with nothing
                 }
             });
         }
@@ -237,13 +238,14 @@ fn churn_while(
         struct Stop<'a>(&'a AtomicBool);
         impl Drop for Stop<'_> {
             fn drop(&mut self) {
-                self.0.store(true, Ordering::Relaxed);
+                self.0.store(true, Ordering::Relaxed); // stop flag: pairs with nothing
             }
         }
         let _stop = Stop(&stop);
         let mut passes = 0;
         // Relaxed: as above.
         while passes < PASSES || toggles.load(Ordering::Relaxed) < TOGGLES {
+            // a count: pairs with nothing
             read();
             passes += 1;
         }

@@ -37,13 +37,13 @@ fn compare_insert_keeps_the_maximum<R: Reclaim>(map: SkipList<u64, u64, R>) {
                     let e = map.compare_insert(key, value, |old| *old < value);
                     assert_eq!(*e.key(), key);
                     assert!(*e.value() >= value, "{} < {value}", e.value());
-                    best[key as usize].fetch_max(value, Ordering::Relaxed);
+                    best[key as usize].fetch_max(value, Ordering::Relaxed); // joined before read
                 }
             });
         }
     });
     for (key, b) in best.iter().enumerate() {
-        let want = b.load(Ordering::Relaxed);
+        let want = b.load(Ordering::Relaxed); // after the scope's joins
         let got = map.get(&(key as u64)).map(|e| *e.value());
         assert_eq!(got, (want > 0).then_some(want), "key {key}");
     }

@@ -97,7 +97,7 @@ where
                 ptr::null_mut()
             } else {
                 // Relaxed: the seeded bug; the CAS below is what counts.
-                n.next.load(Ordering::Relaxed).map_addr(|a| a & !1)
+                n.next.load(Ordering::Relaxed).map_addr(|a| a & !1) // seeded bug only: pairs with nothing
             };
             // Release: as the marking CAS of `remove`. Relaxed on failure:
             // a node was linked after it, or it was removed: walk again.
@@ -106,7 +106,7 @@ where
                     expect,
                     marked(expect),
                     Ordering::Release, // pairs with the Acquire loads of links
-                    Ordering::Relaxed,
+                    Ordering::Relaxed, // failure: we walk again, nothing read
                 )
                 .is_err()
             {
@@ -114,9 +114,9 @@ where
                 continue;
             }
             // Relaxed: a statistic (see `len`).
-            self.len.fetch_sub(1, Ordering::Relaxed);
-            // A search for its key unlinks it (and retires it), as
-            // `remove` does when its own unlinking CAS fails.
+            self.len.fetch_sub(1, Ordering::Relaxed); // a statistic: pairs with nothing
+                                                      // A search for its key unlinks it (and retires it), as
+                                                      // `remove` does when its own unlinking CAS fails.
             let key = &n.key;
             let g = self.search(g, |k| k >= key).guard;
             return Some(Ref {

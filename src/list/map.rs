@@ -597,7 +597,7 @@ where
                 // Relaxed: `protect_live` orders this load after the
                 // protection (its fence, or the pin's); only the mark bit
                 // is used.
-                !is_marked((*node).next.load(Ordering::Relaxed))
+                !is_marked((*node).next.load(Ordering::Relaxed)) // ordered by protect_live's fence or pin
             })
         };
         live.then(|| Ref {
@@ -624,10 +624,10 @@ where
         // Under loom: checks it was not reclaimed.
         node.liveness.check();
         // Acquire: pairs with the Release CAS that linked the successor.
-        let mut next = node.next.load(Ordering::Acquire);
-        // Validated against `node.next`: while it holds the same unmarked
-        // pointer the node is in the list, so the successor is reachable
-        // and not retired.
+        let mut next = node.next.load(Ordering::Acquire); // pairs with the linking Release CAS
+                                                          // Validated against `node.next`: while it holds the same unmarked
+                                                          // pointer the node is in the list, so the successor is reachable
+                                                          // and not retired.
         while let Err(now) = shield.try_protect_pair(&mut kept_shield, next, &node.next) {
             next = now;
         }

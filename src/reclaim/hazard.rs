@@ -299,7 +299,7 @@ impl Reclaim for Hazard {
         // a scan that follows a retire after the load below sees both.
         crate::sync::fence(Ordering::SeqCst);
         // Acquire: pairs with the Release that published the pointer.
-        let now = src.load(Ordering::Acquire);
+        let now = src.load(Ordering::Acquire); // pairs with the publishing Release
         if now == ptr {
             Ok(())
         } else {

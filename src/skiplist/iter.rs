@@ -52,20 +52,20 @@ impl<K, V, R: Reclaim> Iterator for IntoIter<K, V, R> {
     fn next(&mut self) -> Option<(K, V)> {
         // Relaxed, here and below: the map is ours alone (moved in), so no
         // other thread can touch it.
-        let cur = untagged(self.map.head[0].load(Ordering::Relaxed));
+        let cur = untagged(self.map.head[0].load(Ordering::Relaxed)); // map owned: pairs with nothing
         if cur.is_null() {
             return None;
         }
         // SAFETY: `cur` is linked at level 0 of a map no one else can
         // reach: live, and level 0 exists.
-        let next = unsafe { Node::next(cur, 0) }.load(Ordering::Relaxed);
+        let next = unsafe { Node::next(cur, 0) }.load(Ordering::Relaxed); // owned, as above
         debug_assert!(!is_marked(next), "a removed node still linked");
         // Unlinked at level 0, where the map's drop walks; upper levels
         // are never read again.
-        self.map.head[0].store(untagged(next), Ordering::Relaxed);
-        self.map.len.0.fetch_sub(1, Ordering::Relaxed);
-        // SAFETY: unlinked from the only chain that is read, and no `Ref`
-        // or other thread can reach it: taken once, then freed.
+        self.map.head[0].store(untagged(next), Ordering::Relaxed); // owned, as above
+        self.map.len.0.fetch_sub(1, Ordering::Relaxed); // a statistic
+                                                        // SAFETY: unlinked from the only chain that is read, and no `Ref`
+                                                        // or other thread can reach it: taken once, then freed.
         Some(unsafe { Node::into_entry(cur) })
     }
 

@@ -550,8 +550,8 @@ where
         // SAFETY: as above; level 0 exists.
         let next = unsafe { Node::next(entry.node.as_ptr(), 0) };
         // Acquire: pairs with the Release CAS that linked the successor.
-        let mut succ = next.load(Ordering::Acquire);
-        // Validated against the node's `next[0]`, as in `successor`.
+        let mut succ = next.load(Ordering::Acquire); // pairs with the linking Release CAS
+                                                     // Validated against the node's `next[0]`, as in `successor`.
         while let Err(now) = shield.try_protect_pair(&mut kept_shield, succ, next) {
             succ = now;
         }

@@ -421,7 +421,7 @@ where
                 // Relaxed: `protect_live` orders this load after the
                 // protection (its fence, or the pin's); only the mark bit
                 // is used.
-                !is_marked(next.load(Ordering::Relaxed))
+                !is_marked(next.load(Ordering::Relaxed)) // ordered by protect_live's fence or pin
             })
         };
         live.then(|| Ref {
