@@ -29,7 +29,7 @@
 //! assert_eq!(fast.pop().unwrap() + bounded.pop().unwrap(), 3);
 //! ```
 //!
-//! # The allocator and its tools
+//! # The allocator
 //!
 //! With the `heap` feature (on by default; `default-features = false`
 //! leaves the crate with the structures and the reclamation schemes only,
@@ -38,16 +38,12 @@
 #![cfg_attr(
     feature = "heap",
     doc = "- [`heap`]: size-class heaps built from these structures: [`Heap`]
-  instances and the [`VvMalloc`] global allocator.
-- [`trace`]: malloc-lab style allocation traces, a seeded generator and a
-  validating replayer against any allocator (the `mdriver` example)."
+  instances and the [`VvMalloc`] global allocator."
 )]
 #![cfg_attr(
     not(feature = "heap"),
     doc = "- `heap`: size-class heaps built from these structures: `Heap`
-  instances and the `VvMalloc` global allocator.
-- `trace`: malloc-lab style allocation traces, a seeded generator and a
-  validating replayer against any allocator (the `mdriver` example)."
+  instances and the `VvMalloc` global allocator."
 )]
 //!
 //! And always [`intrusive`]: the ABA-safe intrusive stack of the
@@ -81,8 +77,6 @@ pub mod stack;
 mod stat;
 mod sync;
 pub mod take_all;
-#[cfg(feature = "heap")]
-pub mod trace;
 
 #[cfg(feature = "heap")]
 pub use heap::{Heap, VvMalloc};

@@ -176,22 +176,21 @@ impl AtomicU128 {
 pub(crate) mod plain {
     pub(crate) use core::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 
-    // The allocator's and its tools' own users (absent without the `heap`
+    // The allocator's own users (absent without the `heap`
     // feature, so without their imports).
     /// A cell for state owned by one thread (a thread cache): nothing to model.
     #[cfg(feature = "heap")]
     pub(crate) use core::cell::UnsafeCell as PlainUnsafeCell;
-    /// Also for a unit test of the intrusive stack.
-    #[cfg(any(feature = "heap", test))]
+    /// For a unit test of the intrusive stack.
+    #[cfg(all(test, not(loom)))]
     pub(crate) use core::sync::atomic::AtomicBool;
     #[cfg(feature = "heap")]
     #[cfg_attr(loom, allow(unused_imports))]
     pub(crate) use core::sync::atomic::AtomicU64;
     #[cfg(feature = "heap")]
-    pub(crate) use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU8};
-    /// Real threads, for tools that run outside any model (the trace
-    /// replayer).
-    #[cfg(feature = "heap")]
-    #[cfg_attr(loom, allow(unused_imports))]
-    pub(crate) use std::thread::{panicking, park_timeout, scope, yield_now};
+    pub(crate) use core::sync::atomic::AtomicU8;
+    /// Whether this thread unwinds: the loom build's drop checks stay quiet
+    /// then, so the model's own panic is the one reported.
+    #[cfg(loom)]
+    pub(crate) use std::thread::panicking;
 }

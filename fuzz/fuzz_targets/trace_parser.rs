@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vvmalloc::trace::Trace;
+use vvmalloc_tools::trace::Trace;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
             let mut requested = 0usize;
             for op in t.ops() {
                 assert!((op.thread as usize) < t.threads(), "{op:?}");
-                assert!(op.size <= vvmalloc::trace::MAX_SIZE, "{op:?}");
+                assert!(op.size <= vvmalloc_tools::trace::MAX_SIZE, "{op:?}");
                 requested = requested.saturating_add(op.size);
             }
             // The peak live bytes are bytes some request asked for.

@@ -4,7 +4,7 @@
 //! `malloc`-family request from then on is appended to
 //! `/path/file.<pid>` (one file per process: a program that forks and
 //! `exec`s, like a compiler driver, leaves one per process image) as
-//! binary records, `vvmalloc::trace::record`'s format; `mdriver convert`
+//! binary records, `vvmalloc_tools::trace::record`'s format; `mdriver convert`
 //! turns a file into a trace for the driver.
 //!
 //! Cost: each thread appends to a buffer of its own (4096 records, mapped
@@ -22,7 +22,7 @@ use core::cell::{Cell, UnsafeCell};
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU64, AtomicU8, Ordering};
 
-use vv::trace::record::{Record, MAGIC, RECORD_BYTES};
+use tools::trace::record::{Record, MAGIC, RECORD_BYTES};
 
 /// Records a buffer holds before it is written.
 const CAP: usize = 4096;

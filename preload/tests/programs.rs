@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use vv::trace::record::convert;
-use vv::trace::replay::{replay, Options};
+use tools::trace::record::convert;
+use tools::trace::replay::{replay, Options};
 
 /// The library, built once per test binary.
 fn library() -> &'static Path {

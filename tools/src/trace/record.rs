@@ -21,7 +21,7 @@
 //! block it never saw allocated and counts it in [`Converted`].
 //!
 //! ```
-//! use vvmalloc::trace::record::{convert, Record, MAGIC};
+//! use vvmalloc_tools::trace::record::{convert, Record, MAGIC};
 //!
 //! let mut raw = MAGIC.to_vec();
 //! for r in [

@@ -24,10 +24,9 @@ fn main() {
     eprintln!("alloc_demo runs on a normal build (without --cfg loom)");
 }
 
-/// The workloads, shared with `benches/alloc.rs`.
+/// The workloads, shared with `benches/alloc.rs` and the report.
 #[cfg(not(loom))]
-#[path = "../benches/workloads/mod.rs"]
-mod workloads;
+use vvmalloc_tools::workloads;
 
 /// The demo proper (the loom build of the crate has no `VvMalloc`).
 #[cfg(not(loom))]

@@ -1,5 +1,5 @@
-//! What the benchmarks share (each bench uses a part of it).
-#![allow(dead_code)]
+//! What the structure benchmarks and the report share: their targets
+//! ([`targets`]), how they time threads, and their random numbers.
 
 use std::sync::{Arc, Barrier};
 use std::thread;
@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 /// Runs `body(t)` on threads `t = 0..threads`, all released at once, and
 /// returns the wall time from the release until the last one finished
 /// (thread start-up is not counted).
-pub(crate) fn timed_threads<F>(threads: usize, body: F) -> Duration
+pub fn timed_threads<F>(threads: usize, body: F) -> Duration
 where
     F: Fn(usize) + Send + Sync + 'static,
 {
@@ -32,11 +32,11 @@ where
 }
 
 /// A xorshift step: cheap pseudo-random numbers for choosing operations.
-pub(crate) fn xorshift(s: &mut u64) -> u64 {
+pub fn xorshift(s: &mut u64) -> u64 {
     *s ^= *s << 13;
     *s ^= *s >> 7;
     *s ^= *s << 17;
     *s
 }
 
-pub(crate) mod targets;
+pub mod targets;

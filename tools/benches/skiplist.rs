@@ -15,7 +15,7 @@
 // criterion_group! generates an undocumented public function.
 #![allow(missing_docs)]
 
-mod common;
+use vvmalloc_tools::bench as common;
 
 use std::hint::black_box;
 use std::sync::Arc;

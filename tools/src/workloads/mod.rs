@@ -1,5 +1,6 @@
 //! Allocator workloads shared by the comparison bench (`benches/alloc.rs`),
-//! the demo (`examples/alloc_demo.rs`) and the report (`examples/report`):
+//! the demo (`examples/alloc_demo.rs`), the driver, the soak test and the
+//! report (`examples/report`), all in this crate:
 //! each drives any allocator the trace replayer can drive
 //! ([`ReplayAlloc`]: one handle per thread) with a seeded sequence of
 //! operations, so every allocator gets the same work.
@@ -12,18 +13,16 @@
 //! MicroQuill's sh6bench, realloc growth and a large-block fragmentation
 //! test. Each is described at its function.
 
-#![allow(dead_code, missing_docs, unreachable_pub)]
-
 use std::alloc::{Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicUsize, Ordering};
 use std::sync::Barrier;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::trace::replay::{Global, ReplayAlloc, ThreadAlloc};
 use crossbeam_queue::ArrayQueue;
 use vvmalloc::heap::{BTreeIndex, ListIndex, SkipIndex};
 use vvmalloc::reclaim::Hazard;
-use vvmalloc::trace::replay::{Global, ReplayAlloc, ThreadAlloc};
 use vvmalloc::{Heap, VvMalloc};
 
 mod kernels;
@@ -78,16 +77,17 @@ pub fn status_kib(field: &str) -> usize {
 }
 
 /// Progress of the running workload, in operations.
-pub static DONE: AtomicUsize = AtomicUsize::new(0);
+pub(crate) static DONE: AtomicUsize = AtomicUsize::new(0);
 /// Bytes the workload holds live, updated in batches (a consumer's batch
 /// of frees can arrive before its producer's batch of allocations: the sum
 /// can dip below zero for a moment); and its peak.
-pub static LIVE: AtomicIsize = AtomicIsize::new(0);
-pub static PEAK_LIVE: AtomicUsize = AtomicUsize::new(0);
+pub(crate) static LIVE: AtomicIsize = AtomicIsize::new(0);
+/// The peak of [`LIVE`].
+pub(crate) static PEAK_LIVE: AtomicUsize = AtomicUsize::new(0);
 
 /// A thread's view of the shared counters, flushed every few operations so
 /// that the counting does not dominate what is measured.
-pub struct Counter {
+pub(crate) struct Counter {
     ops: usize,
     /// Operations since the last flush.
     pending: usize,
@@ -95,7 +95,8 @@ pub struct Counter {
 }
 
 impl Counter {
-    pub fn new() -> Self {
+    /// A counter with nothing counted.
+    pub(crate) fn new() -> Self {
         Self {
             ops: 0,
             pending: 0,
@@ -104,12 +105,13 @@ impl Counter {
     }
 
     /// The operations this thread has done.
-    pub fn done(&self) -> usize {
+    pub(crate) fn done(&self) -> usize {
         self.ops
     }
 
+    /// Counts one operation that changed the live bytes by `live_delta`.
     #[inline]
-    pub fn op(&mut self, live_delta: isize) {
+    pub(crate) fn op(&mut self, live_delta: isize) {
         self.ops += 1;
         self.pending += 1;
         self.live += live_delta;
@@ -118,7 +120,8 @@ impl Counter {
         }
     }
 
-    pub fn flush(&mut self) {
+    /// Adds what this thread counted to the shared counters.
+    pub(crate) fn flush(&mut self) {
         // Relaxed: statistics read by the progress ticks and, after the joins, by `run`; no data depends on them.
         DONE.fetch_add(self.pending, Ordering::Relaxed);
         let now = LIVE.fetch_add(self.live, Ordering::Relaxed) + self.live;
@@ -136,35 +139,38 @@ impl Drop for Counter {
 
 /// A xorshift generator: the same seed gives every allocator the same
 /// operations.
-pub struct Rng(pub u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    pub fn next(&mut self) -> u64 {
+    /// The next number (a xorshift step).
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0
     }
 
-    pub fn below(&mut self, n: u64) -> u64 {
+    /// A number below `n`.
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
 
     /// Uniform in `[lo, hi]`.
-    pub fn range(&mut self, lo: usize, hi: usize) -> usize {
+    pub(crate) fn range(&mut self, lo: usize, hi: usize) -> usize {
         lo + self.below((hi - lo + 1) as u64) as usize
     }
 }
 
 /// When a thread stops: after `ops` operations, or when `stop` is set.
-pub struct Budget<'a> {
+pub(crate) struct Budget<'a> {
     ops: usize,
     stop: &'a AtomicBool,
 }
 
 impl Budget<'_> {
+    /// Whether the thread counted by `c` should go on.
     #[inline]
-    pub fn more(&self, c: &Counter) -> bool {
+    pub(crate) fn more(&self, c: &Counter) -> bool {
         // Relaxed: a flag polled in a loop; the runner's join is the
         // synchronisation that matters.
         c.done() < self.ops && !self.stop.load(Ordering::Relaxed)
@@ -206,7 +212,7 @@ unsafe fn free(a: &mut dyn ThreadAlloc, p: *mut u8, size: usize, align: usize) {
 
 /// Writes one byte per page of the block (and its last byte), as a program
 /// using the memory would, so that resident memory means something.
-pub fn touch(p: *mut u8, size: usize) {
+pub(crate) fn touch(p: *mut u8, size: usize) {
     touch_range(p, 0, size);
 }
 
@@ -220,20 +226,37 @@ fn touch_range(p: *mut u8, from: usize, to: usize) {
     unsafe { p.add(to - 1).write(2) };
 }
 
+/// A workload; each is described at its kernel (`kernels.rs`) and named
+/// in full by [`Workload::name`].
 #[derive(Clone, Copy, PartialEq, Debug)]
 pub enum Workload {
+    /// A 32-byte block allocated and freed at once: the fast path alone.
     Pair,
+    /// Small-object churn: up to 16384 blocks of 16-512 bytes per thread,
+    /// one freed or allocated at random.
     Churn,
+    /// Producer/consumer pairs: every block freed by another thread.
     ProducerConsumer,
+    /// Mixed sizes: mostly small, some large and rare huge blocks, with
+    /// `realloc` growth.
     Mixed,
+    /// A buffer grown from 16 bytes to about 1 MiB through `realloc`.
     ReallocGrowth,
+    /// `Vec<u8>` grown by `push` to 64 MiB, and growing `String`s.
     VecGrowth,
+    /// Larson and Krishnan's server simulation.
     Larson,
+    /// Lever and Boreham's xmalloc-test.
     Xmalloc,
+    /// Berger et al.'s cache-scratch (passive false sharing).
     CacheScratch,
+    /// Berger et al.'s cache-thrash (active false sharing).
     CacheThrash,
+    /// Berger et al.'s threadtest.
     ThreadTest,
+    /// After MicroQuill's sh6bench: varied sizes, LIFO and FIFO frees.
     Sh6bench,
+    /// Large-block fragmentation.
     LargeFrag,
 }
 
@@ -277,6 +300,7 @@ impl Workload {
         Workload::LargeFrag,
     ];
 
+    /// Its name in the tables.
     pub fn name(self) -> &'static str {
         match self {
             Workload::Pair => "malloc/free pair (32 bytes: the fast path alone)",
@@ -314,6 +338,7 @@ impl Workload {
         }
     }
 
+    /// The workload whose [`key`](Self::key) is `k`.
     pub fn from_key(k: &str) -> Option<Workload> {
         Self::EVERY.into_iter().find(|w| w.key() == k)
     }
@@ -321,7 +346,9 @@ impl Workload {
 
 /// What one run measured.
 pub struct Outcome {
+    /// Wall time of the run.
     pub secs: f64,
+    /// Operations done.
     pub ops: usize,
     /// Peak bytes the workload held live (sampled in batches).
     pub peak_live: usize,

@@ -1,6 +1,6 @@
 //! What the structure benchmarks drive, shared by the criterion benches
-//! (`benches/stack.rs`, `list.rs`, `skiplist.rs`) and the report
-//! (`examples/report`): the project's structures under each reclamation
+//! (`tools/benches/stack.rs`, `list.rs`, `skiplist.rs`) and the report
+//! (`tools/examples/report`): the project's structures under each reclamation
 //! scheme and the peers a user would otherwise reach for, behind two small
 //! traits.
 
@@ -14,8 +14,10 @@ use vvmalloc::{List, SkipList, TreiberStack};
 use super::xorshift;
 
 /// A shared pool of `u64` (the Treiber stack and its peers).
-pub(crate) trait Pool: Send + Sync + 'static {
+pub trait Pool: Send + Sync + 'static {
+    /// Adds `v`.
     fn put(&self, v: u64);
+    /// Takes a value out, `None` when empty.
     fn take(&self) -> Option<u64>;
 }
 
@@ -57,7 +59,7 @@ impl Pool for ArrayQueue<u64> {
 }
 
 /// Every pool, empty.
-pub(crate) fn pools() -> Vec<(&'static str, Arc<dyn Pool>)> {
+pub fn pools() -> Vec<(&'static str, Arc<dyn Pool>)> {
     vec![
         ("treiber-epoch", Arc::new(TreiberStack::<u64, Epoch>::new())),
         (
@@ -72,9 +74,12 @@ pub(crate) fn pools() -> Vec<(&'static str, Arc<dyn Pool>)> {
 }
 
 /// An ordered map of `u64` (the list, the skip list and their peers).
-pub(crate) trait Map: Send + Sync + 'static {
+pub trait Map: Send + Sync + 'static {
+    /// Whether `k` is present.
     fn get(&self, k: u64) -> bool;
+    /// Inserts `k` (mapped to itself).
     fn insert(&self, k: u64);
+    /// Removes `k`; whether it was present.
     fn remove(&self, k: u64) -> bool;
 }
 
@@ -155,7 +160,7 @@ fn fill(maps: &[(&'static str, Arc<dyn Map>)], keys: u64) {
 
 /// The list under each scheme (global and own domains) and its peer,
 /// half full.
-pub(crate) fn list_maps(keys: u64) -> Vec<(&'static str, Arc<dyn Map>)> {
+pub fn list_maps(keys: u64) -> Vec<(&'static str, Arc<dyn Map>)> {
     let maps: Vec<(&'static str, Arc<dyn Map>)> = vec![
         ("list-epoch", Arc::new(List::<u64, u64, Epoch>::new())),
         ("list-hazard", Arc::new(List::<u64, u64, Hazard>::new())),
@@ -176,7 +181,7 @@ pub(crate) fn list_maps(keys: u64) -> Vec<(&'static str, Arc<dyn Map>)> {
 }
 
 /// The skip list under each scheme and its peers, half full.
-pub(crate) fn skiplist_maps(keys: u64) -> Vec<(&'static str, Arc<dyn Map>)> {
+pub fn skiplist_maps(keys: u64) -> Vec<(&'static str, Arc<dyn Map>)> {
     let maps: Vec<(&'static str, Arc<dyn Map>)> = vec![
         (
             "skiplist-epoch",
@@ -201,28 +206,35 @@ pub(crate) fn skiplist_maps(keys: u64) -> Vec<(&'static str, Arc<dyn Map>)> {
 /// An operation mix: percentages of `get` and `insert` (the rest is
 /// `remove`).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Mix {
-    pub(crate) name: &'static str,
-    pub(crate) get: u64,
-    pub(crate) insert: u64,
+pub struct Mix {
+    /// Its name in the tables.
+    pub name: &'static str,
+    /// Percentage of `get`s.
+    pub get: u64,
+    /// Percentage of `insert`s.
+    pub insert: u64,
 }
 
-pub(crate) const READ_ONLY: Mix = Mix {
+/// Lookups only.
+pub const READ_ONLY: Mix = Mix {
     name: "read-only",
     get: 100,
     insert: 0,
 };
-pub(crate) const READ_MOSTLY: Mix = Mix {
+/// 90% lookups, 5% inserts, 5% removals.
+pub const READ_MOSTLY: Mix = Mix {
     name: "read-mostly",
     get: 90,
     insert: 5,
 };
-pub(crate) const MIXED: Mix = Mix {
+/// 50% lookups, 25% inserts, 25% removals.
+pub const MIXED: Mix = Mix {
     name: "mixed",
     get: 50,
     insert: 25,
 };
-pub(crate) const WRITE_HEAVY: Mix = Mix {
+/// 10% lookups, 45% inserts, 45% removals.
+pub const WRITE_HEAVY: Mix = Mix {
     name: "write-heavy",
     get: 10,
     insert: 45,
@@ -231,7 +243,7 @@ pub(crate) const WRITE_HEAVY: Mix = Mix {
 /// One operation of `mix` on a uniformly random key of `0..keys`, chosen
 /// by the random `r`.
 #[inline]
-pub(crate) fn op(map: &dyn Map, mix: Mix, r: u64, keys: u64) -> bool {
+pub fn op(map: &dyn Map, mix: Mix, r: u64, keys: u64) -> bool {
     let k = (r >> 8) % keys;
     let p = r % 100;
     if p < mix.get {

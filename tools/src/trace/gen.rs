@@ -7,7 +7,7 @@
 //! every thread's work, and cross-thread frees follow their allocations.
 //!
 //! ```
-//! use vvmalloc::trace::gen::{generate, Workload};
+//! use vvmalloc_tools::trace::gen::{generate, Workload};
 //!
 //! let t = generate(Workload::ProducerConsumer, 7, 2, 1000);
 //! assert_eq!(t.threads(), 2);

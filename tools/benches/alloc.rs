@@ -18,7 +18,7 @@
 #![allow(missing_docs)]
 
 #[cfg(not(loom))]
-mod workloads;
+use vvmalloc_tools::workloads;
 
 fn main() {
     #[cfg(not(loom))]

@@ -1,18 +1,16 @@
 //! The per-thread bodies of the workloads: what each thread of each
 //! workload does with its allocator handle.
 
-#![allow(dead_code, missing_docs, unreachable_pub)]
-
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use crate::trace::replay::ThreadAlloc;
 use crossbeam_queue::ArrayQueue;
-use vvmalloc::trace::replay::ThreadAlloc;
 
 use super::*;
 
 /// The fast path alone: a 32-byte block allocated, written and freed at
 /// once, over and over; one operation per pair.
-pub fn pair(a: &mut dyn ThreadAlloc, b: &Budget) {
+pub(crate) fn pair(a: &mut dyn ThreadAlloc, b: &Budget) {
     let mut c = Counter::new();
     while b.more(&c) {
         let p = alloc(a, 32, 8);
@@ -24,7 +22,7 @@ pub fn pair(a: &mut dyn ThreadAlloc, b: &Budget) {
 
 /// Small-object churn: each thread holds up to 16384 blocks of 16–512 bytes
 /// and frees or allocates one at random.
-pub fn churn(a: &mut dyn ThreadAlloc, seed: u64, b: &Budget) {
+pub(crate) fn churn(a: &mut dyn ThreadAlloc, seed: u64, b: &Budget) {
     let mut rng = Rng(seed);
     let mut slots: Vec<(*mut u8, usize)> = vec![(std::ptr::null_mut(), 0); 16384];
     let mut c = Counter::new();
@@ -46,7 +44,7 @@ pub fn churn(a: &mut dyn ThreadAlloc, seed: u64, b: &Budget) {
 }
 
 /// Frees every non-null block of `slots`.
-pub fn free_all(
+pub(crate) fn free_all(
     a: &mut dyn ThreadAlloc,
     slots: Vec<(*mut u8, usize)>,
     align: usize,
@@ -65,7 +63,12 @@ pub fn free_all(
 /// Producer/consumer pairs: one thread allocates 64–256-byte blocks and
 /// passes them through a bounded queue to another, which frees them: every
 /// block is freed by a thread other than its allocator's.
-pub fn producer(a: &mut dyn ThreadAlloc, q: &ArrayQueue<(usize, usize)>, seed: u64, b: &Budget) {
+pub(crate) fn producer(
+    a: &mut dyn ThreadAlloc,
+    q: &ArrayQueue<(usize, usize)>,
+    seed: u64,
+    b: &Budget,
+) {
     let mut rng = Rng(seed);
     let mut c = Counter::new();
     while b.more(&c) {
@@ -80,7 +83,7 @@ pub fn producer(a: &mut dyn ThreadAlloc, q: &ArrayQueue<(usize, usize)>, seed: u
     }
 }
 
-pub fn consumer(a: &mut dyn ThreadAlloc, q: &ArrayQueue<(usize, usize)>, done: &AtomicBool) {
+pub(crate) fn consumer(a: &mut dyn ThreadAlloc, q: &ArrayQueue<(usize, usize)>, done: &AtomicBool) {
     let mut c = Counter::new();
     loop {
         match q.pop() {
@@ -98,7 +101,7 @@ pub fn consumer(a: &mut dyn ThreadAlloc, q: &ArrayQueue<(usize, usize)>, done: &
 
 /// Mixed sizes: mostly small, some medium, a few large (64 KiB–1 MiB) and
 /// rare huge (4–8 MiB) blocks, 512 held per thread, with `realloc` growth.
-pub fn mixed(a: &mut dyn ThreadAlloc, seed: u64, b: &Budget) {
+pub(crate) fn mixed(a: &mut dyn ThreadAlloc, seed: u64, b: &Budget) {
     let mut rng = Rng(seed);
     let mut slots: Vec<(*mut u8, usize)> = vec![(std::ptr::null_mut(), 0); 512];
     let mut c = Counter::new();
@@ -136,7 +139,7 @@ pub fn mixed(a: &mut dyn ThreadAlloc, seed: u64, b: &Budget) {
 /// Realloc growth: each thread grows a buffer from 16 bytes to about 1 MiB
 /// by factors of 1.5 through `realloc`, writing its new tail, then frees it.
 /// One operation is one `realloc` (or the first allocation, or the free).
-pub fn realloc_growth(a: &mut dyn ThreadAlloc, seed: u64, b: &Budget) {
+pub(crate) fn realloc_growth(a: &mut dyn ThreadAlloc, seed: u64, b: &Budget) {
     let mut rng = Rng(seed);
     let mut c = Counter::new();
     while b.more(&c) {
@@ -160,7 +163,7 @@ pub fn realloc_growth(a: &mut dyn ThreadAlloc, seed: u64, b: &Budget) {
 
 /// A growing buffer as Rust's `Vec<u8>` (and so `String`) keeps it: a
 /// block of `cap` bytes, `len` of them written.
-pub struct Grown {
+pub(crate) struct Grown {
     p: *mut u8,
     cap: usize,
     len: usize,
@@ -204,9 +207,9 @@ impl Grown {
 }
 
 /// Bytes the vector of [`vec_growth`] grows to.
-pub const VEC_BYTES: usize = 64 << 20;
+pub(crate) const VEC_BYTES: usize = 64 << 20;
 /// The strings of [`vec_growth`] that grow beside it.
-pub const VEC_STRINGS: usize = 256;
+pub(crate) const VEC_STRINGS: usize = 256;
 
 /// What a Rust program does when it builds its data with `push`: one
 /// `Vec<u8>` grown by 4 KiB `extend`s to 64 MiB, and beside it 256 `String`s
@@ -216,7 +219,7 @@ pub const VEC_STRINGS: usize = 256;
 /// of the time is the program's own writes, as in a real program: what the
 /// allocator adds is its copies (a block moved to grow) and its page
 /// faults.
-pub fn vec_growth(a: &mut dyn ThreadAlloc, seed: u64, b: &Budget) {
+pub(crate) fn vec_growth(a: &mut dyn ThreadAlloc, seed: u64, b: &Budget) {
     let mut rng = Rng(seed);
     let mut c = Counter::new();
     while b.more(&c) {
@@ -244,8 +247,8 @@ pub fn vec_growth(a: &mut dyn ThreadAlloc, seed: u64, b: &Budget) {
 }
 
 /// Larson's slots per thread, and the operations of one round.
-pub const LARSON_SLOTS: usize = 1000;
-pub const LARSON_ROUND: usize = 20_000;
+pub(crate) const LARSON_SLOTS: usize = 1000;
+pub(crate) const LARSON_ROUND: usize = 20_000;
 
 /// One thread of one Larson round (after Larson and Krishnan, "Memory
 /// allocation for long-running server applications", ISMM 1998): the
@@ -254,7 +257,12 @@ pub const LARSON_ROUND: usize = 20_000;
 /// `LARSON_ROUND` times. Its successor inherits the array, so most blocks
 /// are freed by a thread other than the one that allocated them, and
 /// threads come and go like a server's connections.
-pub fn larson_round(a: &mut dyn ThreadAlloc, slots: &mut [(usize, usize)], seed: u64, b: &Budget) {
+pub(crate) fn larson_round(
+    a: &mut dyn ThreadAlloc,
+    slots: &mut [(usize, usize)],
+    seed: u64,
+    b: &Budget,
+) {
     let mut rng = Rng(seed);
     let mut c = Counter::new();
     for _ in 0..LARSON_ROUND {
@@ -274,9 +282,9 @@ pub fn larson_round(a: &mut dyn ThreadAlloc, slots: &mut [(usize, usize)], seed:
 }
 
 /// Blocks per xmalloc batch, and batches in flight.
-pub const XM_BATCH: usize = 64;
-pub const XM_QUEUE: usize = 256;
-pub type Batch = [(usize, usize); XM_BATCH];
+pub(crate) const XM_BATCH: usize = 64;
+pub(crate) const XM_QUEUE: usize = 256;
+pub(crate) type Batch = [(usize, usize); XM_BATCH];
 
 /// xmalloc (after Lever and Boreham's xmalloc-test, "malloc() performance
 /// in a multithreaded Linux environment", USENIX 2000): producer threads
@@ -284,7 +292,12 @@ pub type Batch = [(usize, usize); XM_BATCH];
 /// shared queue; consumer threads take batches and free every block. With
 /// one thread it does both in turn. One operation is one allocation or one
 /// free.
-pub fn xmalloc_producer(a: &mut dyn ThreadAlloc, q: &ArrayQueue<Batch>, seed: u64, b: &Budget) {
+pub(crate) fn xmalloc_producer(
+    a: &mut dyn ThreadAlloc,
+    q: &ArrayQueue<Batch>,
+    seed: u64,
+    b: &Budget,
+) {
     let mut rng = Rng(seed);
     let mut c = Counter::new();
     while b.more(&c) {
@@ -302,7 +315,7 @@ pub fn xmalloc_producer(a: &mut dyn ThreadAlloc, q: &ArrayQueue<Batch>, seed: u6
     }
 }
 
-pub fn make_batch(a: &mut dyn ThreadAlloc, rng: &mut Rng, c: &mut Counter) -> Batch {
+pub(crate) fn make_batch(a: &mut dyn ThreadAlloc, rng: &mut Rng, c: &mut Counter) -> Batch {
     let mut batch = [(0, 0); XM_BATCH];
     for slot in &mut batch {
         let size = rng.range(16, 1024);
@@ -312,7 +325,7 @@ pub fn make_batch(a: &mut dyn ThreadAlloc, rng: &mut Rng, c: &mut Counter) -> Ba
     batch
 }
 
-pub fn free_batch(a: &mut dyn ThreadAlloc, batch: &Batch, c: &mut Counter) {
+pub(crate) fn free_batch(a: &mut dyn ThreadAlloc, batch: &Batch, c: &mut Counter) {
     for &(p, size) in batch {
         // SAFETY: a batch holds live blocks of 8-byte alignment.
         unsafe { free(a, p as *mut u8, size, 8) };
@@ -320,7 +333,11 @@ pub fn free_batch(a: &mut dyn ThreadAlloc, batch: &Batch, c: &mut Counter) {
     }
 }
 
-pub fn xmalloc_consumer(a: &mut dyn ThreadAlloc, q: &ArrayQueue<Batch>, producing: &AtomicUsize) {
+pub(crate) fn xmalloc_consumer(
+    a: &mut dyn ThreadAlloc,
+    q: &ArrayQueue<Batch>,
+    producing: &AtomicUsize,
+) {
     let mut c = Counter::new();
     loop {
         match q.pop() {
@@ -333,7 +350,7 @@ pub fn xmalloc_consumer(a: &mut dyn ThreadAlloc, q: &ArrayQueue<Batch>, producin
     }
 }
 
-pub fn xmalloc_alone(a: &mut dyn ThreadAlloc, seed: u64, b: &Budget) {
+pub(crate) fn xmalloc_alone(a: &mut dyn ThreadAlloc, seed: u64, b: &Budget) {
     let mut rng = Rng(seed);
     let mut c = Counter::new();
     while b.more(&c) {
@@ -344,7 +361,7 @@ pub fn xmalloc_alone(a: &mut dyn ThreadAlloc, seed: u64, b: &Budget) {
 
 /// Writes the first byte of an 8-byte object `writes` times, as Hoard's
 /// cache tests do: false sharing makes each write a cache-line transfer.
-pub fn hammer(p: *mut u8, writes: usize) {
+pub(crate) fn hammer(p: *mut u8, writes: usize) {
     for i in 0..writes {
         // SAFETY: `p` is a live block of at least 8 bytes; volatile so that
         // every write happens.
@@ -353,7 +370,7 @@ pub fn hammer(p: *mut u8, writes: usize) {
 }
 
 /// Writes to each object of the cache tests.
-pub const CACHE_WRITES: usize = 100;
+pub(crate) const CACHE_WRITES: usize = 100;
 
 /// cache-thrash (Berger et al., "Hoard: a scalable memory allocator for
 /// multithreaded applications", ASPLOS 2000): each thread allocates an
@@ -361,7 +378,7 @@ pub const CACHE_WRITES: usize = 100;
 /// allocator that hands neighbouring objects to different threads makes
 /// them share cache lines (active false sharing). One operation is one
 /// allocate-write-free.
-pub fn cache_thrash(a: &mut dyn ThreadAlloc, b: &Budget) {
+pub(crate) fn cache_thrash(a: &mut dyn ThreadAlloc, b: &Budget) {
     let mut c = Counter::new();
     while b.more(&c) {
         let p = alloc(a, 8, 8);
@@ -378,7 +395,7 @@ pub fn cache_thrash(a: &mut dyn ThreadAlloc, b: &Budget) {
 /// allocator that gives the freed object back to the thread that freed it
 /// keeps the objects of several threads in one line (passive false
 /// sharing).
-pub fn cache_scratch(a: &mut dyn ThreadAlloc, given: usize, b: &Budget) {
+pub(crate) fn cache_scratch(a: &mut dyn ThreadAlloc, given: usize, b: &Budget) {
     // SAFETY: the runner allocated it with (8, 8) and gave it to this
     // thread only.
     unsafe { free(a, given as *mut u8, 8, 8) };
@@ -388,7 +405,7 @@ pub fn cache_scratch(a: &mut dyn ThreadAlloc, given: usize, b: &Budget) {
 /// threadtest (Hoard paper): each thread allocates 10 000 objects of 64
 /// bytes, then frees them all, over and over. One operation is one
 /// allocation or free.
-pub fn threadtest(a: &mut dyn ThreadAlloc, b: &Budget) {
+pub(crate) fn threadtest(a: &mut dyn ThreadAlloc, b: &Budget) {
     const OBJECTS: usize = 10_000;
     let mut c = Counter::new();
     let mut held = Vec::with_capacity(OBJECTS);
@@ -409,7 +426,7 @@ pub fn threadtest(a: &mut dyn ThreadAlloc, b: &Budget) {
 /// 2000 blocks whose sizes sweep 1–1000 bytes with one in 64 of 1–16 KiB,
 /// frees the first half in reverse order (LIFO), allocates 1000 more, and
 /// frees all that remain in allocation order (FIFO).
-pub fn sh6bench(a: &mut dyn ThreadAlloc, seed: u64, b: &Budget) {
+pub(crate) fn sh6bench(a: &mut dyn ThreadAlloc, seed: u64, b: &Budget) {
     let mut rng = Rng(seed);
     let mut c = Counter::new();
     let mut held: Vec<(*mut u8, usize)> = Vec::with_capacity(3000);
@@ -450,7 +467,7 @@ pub fn sh6bench(a: &mut dyn ThreadAlloc, seed: u64, b: &Budget) {
 /// than the holes, then frees everything and starts again. An allocator
 /// that cannot reuse the holes grows; one that splits and coalesces well
 /// does not. Every page of every block is written.
-pub fn largefrag(a: &mut dyn ThreadAlloc, seed: u64, b: &Budget) {
+pub(crate) fn largefrag(a: &mut dyn ThreadAlloc, seed: u64, b: &Budget) {
     const SLOTS: usize = 64;
     let mut rng = Rng(seed);
     let mut c = Counter::new();

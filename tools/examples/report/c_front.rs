@@ -183,7 +183,7 @@ pub(crate) fn run(cfg: &Cfg) -> String {
     write(cfg, "c.csv", &csv);
     let names: Vec<&str> = allocs.iter().map(|a| a.0.as_str()).collect();
     let mut md = String::from(
-        "\n## The C front door\n\nThe small-object workloads as a C program (`benches/c/workloads.c`), each allocator preloaded (`LD_PRELOAD`; glibc: none).\n",
+        "\n## The C front door\n\nThe small-object workloads as a C program (`tools/benches/c/workloads.c`), each allocator preloaded (`LD_PRELOAD`; glibc: none).\n",
     );
     for &t in &cfg.threads {
         let _ = write!(

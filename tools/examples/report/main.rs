@@ -40,12 +40,9 @@ fn main() {
 }
 
 #[cfg(not(loom))]
-#[path = "../../benches/workloads/mod.rs"]
-mod workloads;
-
+use vvmalloc_tools::bench as common;
 #[cfg(not(loom))]
-#[path = "../../benches/common/mod.rs"]
-mod common;
+use vvmalloc_tools::workloads;
 
 #[cfg(not(loom))]
 mod alloc;

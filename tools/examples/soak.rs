@@ -10,7 +10,7 @@
 //! Each round does two things, and rounds repeat until the time is up:
 //!
 //! - **Allocator**: a generated trace (the six workloads of
-//!   `vvmalloc::trace::gen` in turn, a new seed every round) is replayed
+//!   `vvmalloc_tools::trace::gen` in turn, a new seed every round) is replayed
 //!   with validation on (every block aligned, disjoint from every live
 //!   block, its bytes intact until freed and kept by `realloc`) against the
 //!   process heap (`VvMalloc`, also this program's global allocator, so
@@ -43,15 +43,9 @@ fn main() {
     eprintln!("soak runs on a normal build (without --cfg loom)");
 }
 
-/// The drop-counting values and net-effect checks of the stress tests.
-#[cfg(not(loom))]
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 /// The allocator workloads (for `status_kib`).
 #[cfg(not(loom))]
-#[path = "../benches/workloads/mod.rs"]
-mod workloads;
+use vvmalloc_tools::workloads;
 
 #[cfg(not(loom))]
 #[global_allocator]
@@ -68,12 +62,13 @@ mod soak {
 
     use vvmalloc::heap::{HeapConfig, ListIndex, SkipIndex};
     use vvmalloc::reclaim::{Domain, Epoch, Hazard, Reclaim};
-    use vvmalloc::trace::gen::{generate, Workload};
-    use vvmalloc::trace::replay::{replay, Global, Options, ReplayAlloc};
     use vvmalloc::{Heap, List, SkipList, TreiberStack, VvMalloc};
+    use vvmalloc_tools::trace::gen::{generate, Workload};
+    use vvmalloc_tools::trace::replay::{replay, Global, Options, ReplayAlloc};
 
-    use crate::common::{check_net_effect, xorshift, DropLedger, Log, Tracked};
     use crate::workloads::status_kib;
+    use vvmalloc_tools::bench::xorshift;
+    use vvmalloc_tools::ledger::{check_net_effect, DropLedger, Log, Tracked};
 
     const USAGE: &str = "\
 usage: soak [--minutes M | --secs S] [--threads T] [--checked] [--every S] [--csv FILE]

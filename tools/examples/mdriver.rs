@@ -12,8 +12,7 @@ fn main() {
 
 /// The allocators by name, shared with the benches and the report.
 #[cfg(not(loom))]
-#[path = "../benches/workloads/mod.rs"]
-mod workloads;
+use vvmalloc_tools::workloads;
 
 #[cfg(not(loom))]
 mod driver {
@@ -21,10 +20,10 @@ mod driver {
     use std::path::{Path, PathBuf};
     use std::process::{exit, Command, Stdio};
 
-    use vvmalloc::trace::gen::{generate, Workload};
-    use vvmalloc::trace::replay::{replay_with_progress, Options};
-    use vvmalloc::trace::Trace;
     use vvmalloc::VvMalloc;
+    use vvmalloc_tools::trace::gen::{generate, Workload};
+    use vvmalloc_tools::trace::replay::{replay_with_progress, Options};
+    use vvmalloc_tools::trace::Trace;
 
     const HELP: &str = "\
 mdriver: replay allocation traces against allocators, check every block,
@@ -304,8 +303,8 @@ EXAMPLES:
         let name = to
             .file_stem()
             .map_or("trace".into(), |s| s.to_string_lossy().into_owned());
-        let (mut t, c) =
-            vvmalloc::trace::record::convert(&name, &raw).unwrap_or_else(|e| die(&e.to_string()));
+        let (mut t, c) = vvmalloc_tools::trace::record::convert(&name, &raw)
+            .unwrap_or_else(|e| die(&e.to_string()));
         if let Some(n) = head {
             // A prefix of a valid history is valid (the replayer frees what
             // it leaves allocated).

@@ -1,7 +1,7 @@
 //! Replays a [`Trace`] against an allocator, validating every block.
 //!
 //! Any allocator plugs in through [`ReplayAlloc`]: a [`GlobalAlloc`] (glibc's
-//! `System`, jemalloc, mimalloc, [`VvMalloc`](crate::VvMalloc)) through
+//! `System`, jemalloc, mimalloc, [`VvMalloc`](vvmalloc::VvMalloc)) through
 //! [`Global`], or a [`Heap`] instance, each of whose replay threads then
 //! works through a [`LocalHeap`] of its own.
 //!
@@ -20,8 +20,8 @@
 //! ```
 //! # if vvmalloc::LOOM_BUILD || cfg!(miri) { return; }
 //! use std::alloc::System;
-//! use vvmalloc::trace::replay::{replay, Global, Options};
-//! use vvmalloc::trace::Trace;
+//! use vvmalloc_tools::trace::replay::{replay, Global, Options};
+//! use vvmalloc_tools::trace::Trace;
 //!
 //! let t = Trace::parse("t.rep", "a 0 100\na 1 20 @1\nr 0 300 @1\nf 1\nf 0\n").unwrap();
 //! let r = replay(&t, &Global::new("glibc", System), &Options::default()).unwrap();
@@ -35,8 +35,8 @@ use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use super::{Kind, Op, Trace};
-use crate::heap::{FreeIndex, Heap, LocalHeap};
-use crate::sync::plain::{self, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use vvmalloc::heap::{FreeIndex, Heap, LocalHeap};
 
 /// An allocator the replayer can drive: shared by the replay threads, each
 /// of which takes a [`ThreadAlloc`] handle.
@@ -340,7 +340,7 @@ impl Shared<'_> {
         }
         // Relaxed: the other threads only need to stop eventually; the
         // error itself is read after they are joined.
-        self.abort.store(true, plain::Ordering::Relaxed);
+        self.abort.store(true, Ordering::Relaxed);
     }
 
     fn layout(&self, size: usize) -> Layout {
@@ -429,17 +429,17 @@ impl Shared<'_> {
                     unsafe { touch(p, 0, op.size) };
                 }
                 // Relaxed: published to other threads by the `done` store.
-                self.ptrs[id].store(p, plain::Ordering::Relaxed);
+                self.ptrs[id].store(p, Ordering::Relaxed);
                 // Relaxed: as above.
-                self.keys[id].store(key, plain::Ordering::Relaxed);
+                self.keys[id].store(key, Ordering::Relaxed);
             }
             Kind::Free => {
                 // Relaxed: the `done` acquire (or program order) made the
                 // stores of the previous request on the block visible.
-                let p = self.ptrs[id].load(plain::Ordering::Relaxed);
+                let p = self.ptrs[id].load(Ordering::Relaxed);
                 if validate {
                     // Relaxed: as above.
-                    let k = self.keys[id].load(plain::Ordering::Relaxed);
+                    let k = self.keys[id].load(Ordering::Relaxed);
                     if !self.intact(op, p, k, op.old_size, "free") {
                         return false;
                     }
@@ -448,13 +448,13 @@ impl Shared<'_> {
                 // SAFETY: the live block of `op.id`, with its layout.
                 unsafe { a.dealloc(p, self.layout(op.old_size)) };
                 // Relaxed: as for the allocation's store.
-                self.ptrs[id].store(core::ptr::null_mut(), plain::Ordering::Relaxed);
+                self.ptrs[id].store(core::ptr::null_mut(), Ordering::Relaxed);
             }
             Kind::Realloc => {
                 // Relaxed: as in `Free`.
-                let p = self.ptrs[id].load(plain::Ordering::Relaxed);
+                let p = self.ptrs[id].load(Ordering::Relaxed);
                 // Relaxed: as above.
-                let k = self.keys[id].load(plain::Ordering::Relaxed);
+                let k = self.keys[id].load(Ordering::Relaxed);
                 if validate {
                     if !self.intact(op, p, k, op.old_size, "realloc") {
                         return false;
@@ -486,7 +486,7 @@ impl Shared<'_> {
                     unsafe { touch(q, op.old_size.min(op.size), op.size) };
                 }
                 // Relaxed: as for the allocation's store.
-                self.ptrs[id].store(q, plain::Ordering::Relaxed);
+                self.ptrs[id].store(q, Ordering::Relaxed);
             }
         }
         true
@@ -508,9 +508,9 @@ impl Shared<'_> {
         struct StopOnPanic<'a>(&'a AtomicBool);
         impl Drop for StopOnPanic<'_> {
             fn drop(&mut self) {
-                if plain::panicking() {
+                if std::thread::panicking() {
                     // Relaxed: see `fail`.
-                    self.0.store(true, plain::Ordering::Relaxed);
+                    self.0.store(true, Ordering::Relaxed);
                 }
             }
         }
@@ -526,16 +526,16 @@ impl Shared<'_> {
                 let mut spins = 0u32;
                 // Acquire: pairs with the Release store of the previous
                 // request on the block, by another thread.
-                while self.done[op.id as usize].load(plain::Ordering::Acquire) != op.seq {
+                while self.done[op.id as usize].load(Ordering::Acquire) != op.seq {
                     // Relaxed: see `fail`.
-                    if self.abort.load(plain::Ordering::Relaxed) {
+                    if self.abort.load(Ordering::Relaxed) {
                         return (t0, Instant::now());
                     }
                     spins += 1;
                     if spins < 64 {
-                        crate::sync::spin_loop();
+                        std::hint::spin_loop();
                     } else {
-                        plain::yield_now();
+                        std::thread::yield_now();
                     }
                 }
             }
@@ -547,13 +547,13 @@ impl Shared<'_> {
             if op.signals {
                 // Release: publishes this request's effects (the block's
                 // address) to the thread that makes the next one.
-                self.done[op.id as usize].store(op.seq + 1, plain::Ordering::Release);
+                self.done[op.id as usize].store(op.seq + 1, Ordering::Release);
             }
             if n % 1024 == 1023 {
                 // Relaxed: a progress counter.
-                self.progress.fetch_add(1024, plain::Ordering::Relaxed);
+                self.progress.fetch_add(1024, Ordering::Relaxed);
                 // Relaxed: see `fail`.
-                if self.abort.load(plain::Ordering::Relaxed) {
+                if self.abort.load(Ordering::Relaxed) {
                     return (t0, Instant::now());
                 }
             }
@@ -630,10 +630,10 @@ pub fn replay_with_progress(
         passes += 1;
         for d in &s.done {
             // Relaxed: the threads of the previous pass were joined.
-            d.store(0, plain::Ordering::Relaxed);
+            d.store(0, Ordering::Relaxed);
         }
         let start = Barrier::new(opts.threads + 1);
-        let (t0, t1) = plain::scope(|sc| {
+        let (t0, t1) = std::thread::scope(|sc| {
             let handles: Vec<_> = shares
                 .iter()
                 .map(|mine| {
@@ -643,9 +643,9 @@ pub fn replay_with_progress(
                 .collect();
             start.wait();
             while !handles.iter().all(|h| h.is_finished()) {
-                plain::park_timeout(Duration::from_millis(50));
+                std::thread::park_timeout(Duration::from_millis(50));
                 // Relaxed: a progress counter.
-                let done = pass * trace.ops().len() + s.progress.load(plain::Ordering::Relaxed);
+                let done = pass * trace.ops().len() + s.progress.load(Ordering::Relaxed);
                 progress(done as f64 / total as f64);
             }
             let times: Vec<(Instant, Instant)> = handles
@@ -660,7 +660,7 @@ pub fn replay_with_progress(
             (t0, times.iter().map(|t| t.1).max().unwrap_or(t0))
         });
         // Relaxed: the threads were joined.
-        s.progress.store(0, plain::Ordering::Relaxed);
+        s.progress.store(0, Ordering::Relaxed);
         elapsed += t1.saturating_duration_since(t0);
         if let Some(e) = s.error.lock().unwrap_or_else(|e| e.into_inner()).take() {
             return Err(e);
@@ -669,7 +669,7 @@ pub fn replay_with_progress(
         let mut a = alloc.thread();
         for (id, p) in s.ptrs.iter().enumerate() {
             // Relaxed: the replay threads were joined.
-            let p = p.swap(core::ptr::null_mut(), plain::Ordering::Relaxed);
+            let p = p.swap(core::ptr::null_mut(), Ordering::Relaxed);
             if !p.is_null() {
                 s.forget(p);
                 // SAFETY: a live block of this allocator, of the size of the

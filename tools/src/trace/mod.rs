@@ -35,7 +35,7 @@
 //! file, line and problem named:
 //!
 //! ```
-//! use vvmalloc::trace::Trace;
+//! use vvmalloc_tools::trace::Trace;
 //!
 //! let t = Trace::parse("ok.rep", "a 0 16\nr 0 32 @1\nf 0 @1\n").unwrap();
 //! assert_eq!((t.ops().len(), t.threads(), t.peak_live()), (3, 2, 32));
