@@ -79,8 +79,6 @@ mod node;
 #[cfg(loom)]
 mod seeded;
 mod set;
-#[cfg(all(test, not(loom)))]
-mod tests;
 
 pub use iter::{Iter, Range};
 pub use set::ListSet;

@@ -123,8 +123,6 @@ mod raw;
 #[cfg(loom)]
 mod seeded;
 mod set;
-#[cfg(all(test, not(loom)))]
-mod tests;
 
 pub use iter::{IntoIter, Iter, Range};
 pub use set::{SetIntoIter, SkipSet};

@@ -241,3 +241,23 @@ pub(super) fn random_height() -> usize {
 pub(super) fn random_height() -> usize {
     2
 }
+
+// The public API's tests are in tests/skiplist_basics.rs.
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_heights_are_geometric() {
+        let n = if cfg!(miri) { 2_000 } else { 200_000 };
+        let mut counts = [0usize; MAX_HEIGHT + 1];
+        for _ in 0..n {
+            counts[random_height()] += 1;
+        }
+        assert_eq!(counts[0], 0);
+        // P(height >= 2) = 1/2, P(height >= 3) = 1/4.
+        let at_least = |h: usize| counts[h..].iter().sum::<usize>() as f64 / n as f64;
+        assert!((at_least(2) - 0.5).abs() < 0.04, "{counts:?}");
+        assert!((at_least(3) - 0.25).abs() < 0.03, "{counts:?}");
+    }
+}

@@ -1,11 +1,16 @@
-//! Unit tests of the list and the set.
+//! The list and its set through the public API, single-threaded: every
+//! operation, drops, borrowed keys in own domains, and a property test
+//! against `BTreeMap` under each scheme. Tests named `*own*` use only own
+//! domains, so they free everything they allocate (Miri checks for leaks).
+
+#![cfg(not(loom))]
 
 use core::ops::Bound;
 
-use super::*;
-use crate::reclaim::{Hazard, Leak};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
+use vvmalloc::list::{List, ListSet, Ref};
+use vvmalloc::reclaim::{Epoch, Hazard, Leak, Reclaim};
 
 fn basics<R: Reclaim>(m: List<u32, String, R>) {
     assert!(m.is_empty() && m.first().is_none() && m.pop_first().is_none());
