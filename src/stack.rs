@@ -176,6 +176,23 @@ impl<T, R: Reclaim> TreiberStack<T, R> {
         }
     }
 
+    /// An empty stack with a reclamation domain of its own: every node it
+    /// retires is freed when the stack is dropped, at the latest, so its
+    /// values need not be `'static`.
+    ///
+    /// ```
+    /// # if vvmalloc::LOOM_BUILD { return; }
+    /// use vvmalloc::reclaim::Hazard;
+    /// use vvmalloc::TreiberStack;
+    /// let local = String::from("borrowed");
+    /// let s: TreiberStack<&String, Hazard> = TreiberStack::with_own_domain();
+    /// s.push(&local);
+    /// assert!(!s.domain().is_global());
+    /// ```
+    pub fn with_own_domain() -> Self {
+        Self::with_domain(Domain::new())
+    }
+
     /// The domain the stack retires its nodes into.
     ///
     /// ```

@@ -1,10 +1,12 @@
-//! Hazard-pointer reclamation through haphazard, with the per-thread
-//! cache of hazard records of the process-wide domain.
+//! Hazard-pointer reclamation through haphazard, with caches of its
+//! hazard records (`record_cache`).
 
 use crate::raw::Retirable;
 use crate::stat::SignedStat;
 use crate::sync::{AtomicPtr, Ordering};
 
+#[cfg(not(loom))]
+use super::record_cache::{self, OwnCache, Record};
 use super::{count_reclaimed, sealed, untagged, Domain, Reclaim};
 
 /// The haphazard domain family of this crate's structures.
@@ -39,11 +41,75 @@ pub struct Hazard;
 
 impl sealed::Sealed for Hazard {}
 
-#[cfg(not(loom))]
-static HAZARD_GLOBAL: haphazard::Domain<Family> = haphazard::Domain::new(&Family);
+/// A hazard-pointer domain: haphazard's, and (outside loom) the cache of
+/// its records that an own domain keeps (`record_cache`). The process-wide
+/// one is a static; an own one is on the heap ([`OwnHazardDomain`]), so
+/// that the cached records, which point at it, stay valid while the
+/// `Domain` that owns it moves.
+#[doc(hidden)]
+pub struct HazardDomain {
+    #[cfg(not(loom))]
+    cache: OwnCache,
+    domain: haphazard::Domain<Family>,
+}
+
+impl HazardDomain {
+    #[cfg(not(loom))]
+    const fn new() -> Self {
+        Self {
+            cache: OwnCache::new(),
+            domain: haphazard::Domain::new(&Family),
+        }
+    }
+
+    /// Under loom haphazard's domain is made of loom's atomics: not `const`.
+    #[cfg(loom)]
+    fn new() -> Self {
+        Self {
+            domain: haphazard::Domain::new(&Family),
+        }
+    }
+}
+
+/// An own [`HazardDomain`], on the heap: its address is stable while the
+/// `Domain` that owns it moves, which the cached records, holding
+/// references to it, need. A raw pointer rather than a `Box`, whose moves
+/// would assert uniqueness over memory those references still read.
+#[doc(hidden)]
+pub struct OwnHazardDomain(core::ptr::NonNull<HazardDomain>);
+
+// SAFETY: it owns a `HazardDomain`, which is `Send` and `Sync` (haphazard's
+// domain is; the cache's records are reached only under its slots' locks).
+unsafe impl Send for OwnHazardDomain {}
+// SAFETY: as above; `&OwnHazardDomain` gives only `&HazardDomain`.
+unsafe impl Sync for OwnHazardDomain {}
+
+impl core::ops::Deref for OwnHazardDomain {
+    type Target = HazardDomain;
+    fn deref(&self) -> &HazardDomain {
+        // SAFETY: the allocation lives until `drop`, and is only shared.
+        unsafe { self.0.as_ref() }
+    }
+}
+
+impl Drop for OwnHazardDomain {
+    fn drop(&mut self) {
+        // The cached records go back to haphazard's domain while it lives,
+        // through shared references (their release writes to the domain).
+        #[cfg(not(loom))]
+        self.cache.clear();
+        // SAFETY: made by `Box::leak` in `raw_new_domain`, freed once,
+        // here; `&mut self` means no shield of the domain is alive, and the
+        // cache holds no record any more.
+        drop(unsafe { Box::from_raw(self.0.as_ptr()) });
+    }
+}
 
 #[cfg(not(loom))]
-fn hazard_global() -> &'static haphazard::Domain<Family> {
+static HAZARD_GLOBAL: HazardDomain = HazardDomain::new();
+
+#[cfg(not(loom))]
+fn hazard_global() -> &'static HazardDomain {
     #[cfg(miri)]
     {
         extern "Rust" {
@@ -108,65 +174,18 @@ unsafe impl<N: Retirable> haphazard::raw::Pointer<N> for Reclaimer<N> {
 /// domain frees all records when it is dropped. Outside loom records are
 /// released and reused as usual.
 ///
-/// Outside loom a shield of the process-wide domain goes back to a small
-/// per-thread cache when dropped, and the next shield of the thread comes
-/// from there: haphazard 0.1.8 takes each record from the domain's shared
-/// list of free records (a CAS on one word) and gives it back (another),
-/// which made every read of two threads fight over that word (the list's
-/// read-only lookups at two threads did 0.3x the work of `Leak`; see
-/// `docs/reclamation.md`).
+/// Outside loom a dropped shield's record goes to a cache (per thread for
+/// the process-wide domain, in the domain for an own one), and the next
+/// shield of the thread comes from there, not from haphazard's shared list
+/// of free records (`record_cache`).
 #[doc(hidden)]
 pub struct HazardShield<'d>(
     core::mem::ManuallyDrop<haphazard::HazardPointer<'d, Family>>,
-    /// Whether the record is of the process-wide domain (so cacheable).
+    /// The domain the record is of (the process-wide one, or an own one
+    /// with its cache).
     #[cfg_attr(loom, allow(dead_code))]
-    bool,
+    &'d HazardDomain,
 );
-
-/// The per-thread cache of hazard records of the process-wide domain.
-#[cfg(not(loom))]
-mod shield_cache {
-    use core::cell::RefCell;
-
-    use super::Family;
-
-    type Record = haphazard::HazardPointer<'static, Family>;
-
-    /// Records a thread keeps: more than any operation holds at once.
-    const KEEP: usize = 8;
-
-    thread_local! {
-        // No allocation: the cache may be used inside the allocator's own
-        // paths (a `Heap` with a hazard-pointer free index).
-        static CACHE: RefCell<[Option<Record>; KEEP]> =
-            const { RefCell::new([const { None }; KEEP]) };
-    }
-
-    /// A cached record of the process-wide domain, if the thread has one.
-    pub(super) fn take() -> Option<Record> {
-        CACHE
-            .try_with(|c| {
-                let mut c = c.try_borrow_mut().ok()?;
-                c.iter_mut().rev().find_map(Option::take)
-            })
-            .ok()
-            .flatten()
-    }
-
-    /// Keeps `r` (which protects nothing) for the thread's next shield;
-    /// gives it back when the cache is full or gone (thread exit).
-    pub(super) fn give(r: Record) -> Option<Record> {
-        let mut r = Some(r);
-        let _ = CACHE.try_with(|c| {
-            if let Ok(mut c) = c.try_borrow_mut() {
-                if let Some(slot) = c.iter_mut().find(|s| s.is_none()) {
-                    *slot = r.take();
-                }
-            }
-        });
-        r
-    }
-}
 
 impl<'d> core::ops::Deref for HazardShield<'d> {
     type Target = haphazard::HazardPointer<'d, Family>;
@@ -188,27 +207,29 @@ impl Drop for HazardShield<'_> {
         #[cfg(not(loom))]
         {
             // SAFETY: taken once, here; the field is not used afterwards.
-            let hp = unsafe { core::mem::ManuallyDrop::take(&mut self.0) };
-            if self.1 {
-                let mut hp = hp;
-                // A cached record must protect nothing: it would keep its
-                // node from being freed for as long as it sits there.
-                hp.reset_protection();
-                // SAFETY: `self.1` says the record is of `HAZARD_GLOBAL`,
-                // a static: the domain and its records (never freed while
-                // the domain lives) outlive any lifetime, so the record is
-                // valid as `'static`.
-                let hp: haphazard::HazardPointer<'static, Family> =
-                    unsafe { core::mem::transmute(hp) };
-                drop(shield_cache::give(hp));
+            let mut hp = unsafe { core::mem::ManuallyDrop::take(&mut self.0) };
+            // A cached record must protect nothing: it would keep its node
+            // from being freed for as long as it sits there.
+            hp.reset_protection();
+            // SAFETY: the record is of `self.1`'s haphazard domain. Either
+            // that is `HAZARD_GLOBAL`, a static, whose records (never freed
+            // while the domain lives) outlive any lifetime; or it is an own
+            // domain, on the heap (it does not move), which drains its cache
+            // before it is dropped (`OwnHazardDomain`'s `Drop`), so no cached
+            // record outlives it. Either way the record stays valid for as
+            // long as it is cached, so it may be typed `'static` there.
+            let hp: Record = unsafe { core::mem::transmute(hp) };
+            let left = if core::ptr::eq(self.1, hazard_global()) {
+                record_cache::give_global(hp)
             } else {
-                drop(hp);
-            }
+                self.1.cache.give(hp)
+            };
+            drop(left);
         }
     }
 }
 
-fn hazard_domain(domain: &Domain<Hazard>) -> &haphazard::Domain<Family> {
+fn hazard_domain(domain: &Domain<Hazard>) -> &HazardDomain {
     match domain.raw() {
         Some(d) => d,
         #[cfg(not(loom))]
@@ -221,12 +242,14 @@ fn hazard_domain(domain: &Domain<Hazard>) -> &haphazard::Domain<Family> {
 impl Reclaim for Hazard {
     const NAME: &'static str = "hazard";
     const GUARD_PROTECTS_ALL: bool = false;
-    type RawDomain = haphazard::Domain<Family>;
-    type RawGuard<'d> = &'d haphazard::Domain<Family>;
+    type RawDomain = OwnHazardDomain;
+    type RawGuard<'d> = &'d HazardDomain;
     type RawShield<'d> = HazardShield<'d>;
 
     fn raw_new_domain() -> Self::RawDomain {
-        haphazard::Domain::new(&Family)
+        OwnHazardDomain(core::ptr::NonNull::from(Box::leak(Box::new(
+            HazardDomain::new(),
+        ))))
     }
 
     fn raw_pin(domain: &Domain<Self>) -> Self::RawGuard<'_> {
@@ -234,16 +257,21 @@ impl Reclaim for Hazard {
     }
 
     fn raw_shield<'d>(guard: &Self::RawGuard<'d>) -> Self::RawShield<'d> {
+        let domain: &'d HazardDomain = guard;
         #[cfg(not(loom))]
-        if core::ptr::eq(*guard, hazard_global()) {
-            let hp = shield_cache::take()
-                .unwrap_or_else(|| haphazard::HazardPointer::new_in_domain(hazard_global()));
-            return HazardShield(core::mem::ManuallyDrop::new(hp), true);
-        }
-        HazardShield(
-            core::mem::ManuallyDrop::new(haphazard::HazardPointer::new_in_domain(guard)),
-            false,
-        )
+        let cached = if core::ptr::eq(domain, hazard_global()) {
+            record_cache::take_global()
+        } else {
+            domain.cache.take()
+        };
+        // A cached record is of this domain (`HazardShield`'s drop caches
+        // it in its own domain's cache), and `'static` there only as a
+        // stand-in for the domain's lifetime.
+        #[cfg(not(loom))]
+        let hp = cached.unwrap_or_else(|| haphazard::HazardPointer::new_in_domain(&domain.domain));
+        #[cfg(loom)]
+        let hp = haphazard::HazardPointer::new_in_domain(&domain.domain);
+        HazardShield(core::mem::ManuallyDrop::new(hp), domain)
     }
 
     #[inline]
@@ -337,15 +365,15 @@ impl Reclaim for Hazard {
         // `&N` until `Reclaimer` reclaims it, at the latest when the domain
         // is dropped; retire 4 makes the domain the one every reader
         // protects in.
-        unsafe { guard.retire_ptr::<N, Reclaimer<N>>(ptr) };
+        unsafe { guard.domain.retire_ptr::<N, Reclaimer<N>>(ptr) };
         // Under loom the retire threshold is never reached in a small model,
         // so a use after retire would go unseen: reclaim at once.
         #[cfg(loom)]
-        guard.eager_reclaim();
+        guard.domain.eager_reclaim();
     }
 
     fn raw_collect(domain: &Domain<Self>) {
-        hazard_domain(domain).eager_reclaim();
+        hazard_domain(domain).domain.eager_reclaim();
     }
 
     fn raw_held() -> &'static SignedStat {
