@@ -18,12 +18,12 @@
 //!    child process of its own, so that its peak resident memory is its
 //!    own. Throughput, peak RSS growth and the workload's peak live bytes.
 //! 2. **c**: the small-object workloads as a C program
-//!    (`benches/c/workloads.c`) under glibc and each preloadable allocator
+//!    (`tools/benches/c/workloads.c`) under glibc and each preloadable allocator
 //!    found (`LD_PRELOAD`: `libvvmalloc.so`, Debian's jemalloc, mimalloc,
 //!    tcmalloc): the C front door. Builds the program with `cc` and the
 //!    library with `cargo build --release -p vvmalloc-preload`.
 //! 3. **structures**: the Treiber stack, the list and the skip list under
-//!    each reclamation scheme against their peers (`benches/common/targets.rs`,
+//!    each reclamation scheme against their peers (`tools/src/bench/targets.rs`,
 //!    the same targets as the criterion benches), throughput per thread
 //!    count.
 //! 4. **reclamation**: the read cost of each scheme (read-only lookups,

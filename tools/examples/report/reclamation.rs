@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use vvmalloc::reclaim::{held_back, Epoch, Hazard, Leak, Reclaim};
 use vvmalloc::{List, SkipList};
 
-use crate::common::targets::{list_maps, skiplist_maps, Map, READ_ONLY};
+use crate::common::targets::{list_maps, skiplist_maps, skiplist_own_maps, Map, READ_ONLY};
 use crate::common::xorshift;
 use crate::plot::{chart, Axes, Panel, Series};
 use crate::report::{run_child, write, Cfg};
@@ -217,7 +217,12 @@ pub(crate) fn run(cfg: &Cfg) -> String {
         maps_bench(
             cfg,
             format!("skiplist: read-only, {big} keys"),
-            skiplist_maps(big),
+            {
+                // The own domains after the global ones of each scheme.
+                let mut maps = skiplist_maps(big);
+                maps.splice(2..2, skiplist_own_maps(big));
+                maps
+            },
             READ_ONLY,
             big,
         ),

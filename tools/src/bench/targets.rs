@@ -203,6 +203,23 @@ pub fn skiplist_maps(keys: u64) -> Vec<(&'static str, Arc<dyn Map>)> {
     maps
 }
 
+/// The skip list in own domains (what non-'static keys and values cost),
+/// half full: for the reclamation study, beside [`skiplist_maps`].
+pub fn skiplist_own_maps(keys: u64) -> Vec<(&'static str, Arc<dyn Map>)> {
+    let maps: Vec<(&'static str, Arc<dyn Map>)> = vec![
+        (
+            "skiplist-epoch-own",
+            Arc::new(SkipList::<u64, u64, Epoch>::with_own_domain()),
+        ),
+        (
+            "skiplist-hazard-own",
+            Arc::new(SkipList::<u64, u64, Hazard>::with_own_domain()),
+        ),
+    ];
+    fill(&maps, keys);
+    maps
+}
+
 /// An operation mix: percentages of `get` and `insert` (the rest is
 /// `remove`).
 #[derive(Clone, Copy, Debug)]
