@@ -128,8 +128,9 @@ pub(crate) const fn blocks_per_span(c: usize) -> usize {
     BLOCKS_PER_SPAN[c] as usize
 }
 
-/// How many blocks a page carves from its untouched memory at once: 8 KiB
-/// worth, at least 4 and at most 64.
+/// How many blocks a page carves from its untouched memory at once: 4 KiB
+/// worth (one page: carving writes a link into each block, so every page
+/// it reaches is faulted in, used or not), at least 1 and at most 64.
 #[inline]
 pub(crate) const fn batch(c: usize) -> usize {
     BATCH[c] as usize
@@ -150,9 +151,9 @@ const BATCH: [u16; CLASSES] = {
     let mut t = [0u16; CLASSES];
     let mut i = 0;
     while i < CLASSES {
-        let n = 8 * 1024 / CLASS_SIZES[i] as usize;
-        t[i] = if n < 4 {
-            4
+        let n = 4 * 1024 / CLASS_SIZES[i] as usize;
+        t[i] = if n < 1 {
+            1
         } else if n > 64 {
             64
         } else {

@@ -72,6 +72,24 @@ pub(super) fn growth_reserve(pages: usize) -> usize {
 }
 
 impl Core {
+    /// Marks the span of `p`, the start of a large block being handed out,
+    /// as a span of large blocks, so that a free, `realloc` or
+    /// `usable_size` of `p` takes the large path. Only first spans are
+    /// marked: those calls get a block's start (an interior pointer finds
+    /// its span unmarked, and is reported as misuse). Large regions never
+    /// become small spans, so a mark is never wrong later.
+    #[inline]
+    pub(super) fn mark_large(&self, data: *mut u8, p: *mut u8) {
+        let m = self.meta(data, Core::unit_of(data, p));
+        // Relaxed: read by a free of the block, which the program orders
+        // after this allocation (it hands the pointer over); see
+        // `SpanMeta::kind`. Skipped when already set: the record's line
+        // is then only read.
+        if m.kind.load(Ordering::Relaxed) != KIND_LARGE {
+            m.kind.store(KIND_LARGE, Ordering::Relaxed); // as the load above
+        }
+    }
+
     /// A cached large block of `pages` pages, if any.
     pub(super) fn cache_take(&self, pages: usize) -> Option<*mut u8> {
         let lc = self.large_cache.get(pages.checked_sub(1)?)?;
@@ -132,12 +150,16 @@ impl Core {
             return Some(l.cast());
         }
         let span = self.new_span(data, KIND_META)?;
-        // Under loom every batch's link is a modelled atomic: a handful per
-        // metadata span keeps the models small.
+        // One page's worth of descriptors per metadata span, not the whole
+        // span: writing 64 KiB of them faulted in 16 pages on a program's
+        // first cached large block (the most page faults vvmalloc added to
+        // `ls`, docs/preload.md); the rest of the span stays untouched
+        // address space. Under loom every batch's link is a modelled
+        // atomic: a handful keeps the models small.
         let n = if cfg!(loom) {
             4
         } else {
-            SPAN / size_of::<Batch>()
+            PAGE / size_of::<Batch>()
         };
         let at = |i: usize| span.wrapping_add(i * size_of::<Batch>()).cast::<Batch>();
         for i in 0..n {
@@ -204,6 +226,7 @@ impl<I: FreeIndex> Heap<I> {
         if align <= PAGE {
             if let Some(p) = core.cache_take(n / PAGE) {
                 core.large_in_use.fetch_add(n);
+                core.mark_large(data, p);
                 // Relaxed: as below.
                 core.page_entry(data, p)
                     .store(entry.encode(), Ordering::Relaxed);
@@ -238,11 +261,12 @@ impl<I: FreeIndex> Heap<I> {
                 let Some(r) = core.bump(data, len) else {
                     return (ptr::null_mut(), false);
                 };
-                let first = Core::unit_of(data, r);
-                for u in first..first + len / SPAN {
-                    // Relaxed: published with the blocks (see `SpanMeta`).
-                    core.meta(data, u).kind.store(KIND_LARGE, Ordering::Relaxed);
-                }
+                // The region's spans are not marked here: only a block's
+                // first span is, when the block is handed out (`mark_large`).
+                // Marking all of a 64 MiB region wrote 1024 span records,
+                // about 33 pages of side table, which a short-lived program
+                // faulted in on its first large block (a third of the page
+                // faults vvmalloc added to `ls`).
                 (r as usize, len, true)
             }
         };
@@ -257,6 +281,7 @@ impl<I: FreeIndex> Heap<I> {
         }
         core.large_in_use.fetch_add(n);
         let p = data.with_addr(start);
+        core.mark_large(data, p);
         // Relaxed: read by a free of the block, which the program orders
         // after this allocation (it hands the pointer over).
         core.page_entry(data, p)
