@@ -52,11 +52,18 @@
 //!   which the node's `Liveness` reports
 //!   (`seeded_retire_before_unlink_is_caught_epoch`, compiled only in this
 //!   configuration: under plain `--cfg loom` the same model passes, the
-//!   retired nodes leaking). A read after unpinning is not modelled for
-//!   epochs: at a preemption bound of 2 loom had not reached that
-//!   interleaving after 10 minutes, and at a bound of 1 it stopped with
-//!   "Reached unexpected exploration state" inside crossbeam-epoch's loom
-//!   build. The hazard-pointer version of that bug is caught
+//!   retired nodes leaking). A second seeded epoch bug reads the node after
+//!   unpinning (`EPOCH_EARLY_UNPIN`): the winner's collect frees it while
+//!   the loser reads it, a causality violation
+//!   (`seeded_early_unpin_is_caught_epoch`, about 12 s; 2 s at a
+//!   preemption bound of 1). Before own epoch domains cached a participant
+//!   per thread (2026-11-30), each operation registered a fresh one, and
+//!   this model had not reached the interleaving after 10 minutes at bound
+//!   2 and stopped with "Reached unexpected exploration state" at bound 1;
+//!   since, neither happens (the whole `crossbeam_loom` epoch suite at
+//!   bound 1 runs without it, 2026-12-01), so the per-operation
+//!   registration was the likely cause, not proven. The hazard-pointer
+//!   version of that bug is caught too
 //!   (`seeded_early_unpin_is_caught_hazard`).
 //! - Loom explores interleavings up to a preemption bound (2 by default, see
 //!   `common::model`) and models the C11 memory model for loom's atomics; it
@@ -264,6 +271,11 @@ const EARLY_UNPIN: u8 = 3;
 /// fails, the node stays linked though retired (and another thread's pop
 /// retires it again).
 const RETIRE_BEFORE_UNLINK: u8 = 4;
+/// `pop` reads the top node after unpinning: the guard it protected the
+/// node with is dropped before the read (the epoch version of
+/// `EARLY_UNPIN`: with epochs it is the guard, not a shield, that keeps
+/// the node alive).
+const EPOCH_EARLY_UNPIN: u8 = 5;
 
 struct Node {
     value: UnsafeCell<ManuallyDrop<Tracked>>,
@@ -337,6 +349,9 @@ impl<R: Reclaim, const BUG: u8> Stack for SeededStack<R, BUG> {
     }
 
     fn pop(&self) -> Option<Tracked> {
+        if BUG == EPOCH_EARLY_UNPIN {
+            return self.pop_unpinned();
+        }
         let guard = self.domain.pin();
         let mut shield = guard.shield();
         loop {
@@ -383,6 +398,46 @@ impl<R: Reclaim, const BUG: u8> Stack for SeededStack<R, BUG> {
                     // SAFETY: unlinked, retired once, from `Box`, one domain.
                     unsafe { guard.retire(head) };
                 }
+                return Some(ManuallyDrop::into_inner(v));
+            }
+        }
+    }
+}
+
+impl<R: Reclaim, const BUG: u8> SeededStack<R, BUG> {
+    /// `pop` with the `EPOCH_EARLY_UNPIN` bug: each step pins only around
+    /// the load of `head`, so the node is read, and unlinked, unpinned.
+    fn pop_unpinned(&self) -> Option<Tracked> {
+        loop {
+            let head = {
+                let guard = self.domain.pin();
+                let mut shield = guard.shield();
+                shield.protect(&self.head)
+                // The bug: `guard` unpins here, before the node is read.
+            };
+            if head.is_null() {
+                return None;
+            }
+            // SAFETY: none: unpinned, the node may be freed (the bug).
+            let node = unsafe { &*head };
+            node.liveness.check();
+            // SAFETY: immutable after publication (if still allocated).
+            let next = node.next.with(|n| unsafe { *n });
+            // Acquire: pairs with the push's Release.
+            if self
+                .head
+                .compare_exchange(
+                    head,
+                    next,
+                    std::sync::atomic::Ordering::Acquire,
+                    std::sync::atomic::Ordering::Relaxed,
+                )
+                .is_ok()
+            {
+                // SAFETY: our CAS unlinked the node; we own its value.
+                let v = node.value.with(|v| unsafe { std::ptr::read(v) });
+                // SAFETY: unlinked, retired once, from `Box`, one domain.
+                unsafe { self.domain.pin().retire(head) };
                 return Some(ManuallyDrop::into_inner(v));
             }
         }
@@ -449,6 +504,18 @@ fn seeded_free_at_once_is_caught_epoch() {
 fn seeded_retire_before_unlink_is_caught_epoch() {
     assert_caught(
         pop_races_pop::<SeededStack<Epoch, RETIRE_BEFORE_UNLINK>>,
+        UAF_REPORTS,
+    );
+}
+
+/// Reading a node after unpinning, under epochs: the winner of two racing
+/// pops retires the node and collects, which (with the loser unpinned)
+/// advances the epoch far enough to free it while the loser reads it.
+#[test]
+#[cfg(crossbeam_loom)]
+fn seeded_early_unpin_is_caught_epoch() {
+    assert_caught(
+        pop_collect_races_pop::<SeededStack<Epoch, EPOCH_EARLY_UNPIN>>,
         UAF_REPORTS,
     );
 }
