@@ -429,8 +429,8 @@ impl<R: Reclaim, const BUG: u8> SeededStack<R, BUG> {
                 .compare_exchange(
                     head,
                     next,
-                    std::sync::atomic::Ordering::Acquire,
-                    std::sync::atomic::Ordering::Relaxed,
+                    std::sync::atomic::Ordering::Acquire, // pairs with the push's Release
+                    std::sync::atomic::Ordering::Relaxed, // failure: retried, reads nothing
                 )
                 .is_ok()
             {

@@ -340,7 +340,7 @@ impl Shared<'_> {
         }
         // Relaxed: the other threads only need to stop eventually; the
         // error itself is read after they are joined.
-        self.abort.store(true, Ordering::Relaxed);
+        self.abort.store(true, Ordering::Relaxed); // stop eventually; pairs with nothing
     }
 
     fn layout(&self, size: usize) -> Layout {
@@ -429,17 +429,17 @@ impl Shared<'_> {
                     unsafe { touch(p, 0, op.size) };
                 }
                 // Relaxed: published to other threads by the `done` store.
-                self.ptrs[id].store(p, Ordering::Relaxed);
-                // Relaxed: as above.
-                self.keys[id].store(key, Ordering::Relaxed);
+                self.ptrs[id].store(p, Ordering::Relaxed); // published by the `done` Release store
+                                                           // Relaxed: as above.
+                self.keys[id].store(key, Ordering::Relaxed); // published by the `done` Release store
             }
             Kind::Free => {
                 // Relaxed: the `done` acquire (or program order) made the
                 // stores of the previous request on the block visible.
-                let p = self.ptrs[id].load(Ordering::Relaxed);
+                let p = self.ptrs[id].load(Ordering::Relaxed); // ordered by the `done` Acquire load
                 if validate {
                     // Relaxed: as above.
-                    let k = self.keys[id].load(Ordering::Relaxed);
+                    let k = self.keys[id].load(Ordering::Relaxed); // ordered by the `done` Acquire load
                     if !self.intact(op, p, k, op.old_size, "free") {
                         return false;
                     }
@@ -448,13 +448,13 @@ impl Shared<'_> {
                 // SAFETY: the live block of `op.id`, with its layout.
                 unsafe { a.dealloc(p, self.layout(op.old_size)) };
                 // Relaxed: as for the allocation's store.
-                self.ptrs[id].store(core::ptr::null_mut(), Ordering::Relaxed);
+                self.ptrs[id].store(core::ptr::null_mut(), Ordering::Relaxed); // published by the `done` Release store
             }
             Kind::Realloc => {
                 // Relaxed: as in `Free`.
-                let p = self.ptrs[id].load(Ordering::Relaxed);
-                // Relaxed: as above.
-                let k = self.keys[id].load(Ordering::Relaxed);
+                let p = self.ptrs[id].load(Ordering::Relaxed); // ordered by the `done` Acquire load
+                                                               // Relaxed: as above.
+                let k = self.keys[id].load(Ordering::Relaxed); // ordered by the `done` Acquire load
                 if validate {
                     if !self.intact(op, p, k, op.old_size, "realloc") {
                         return false;
@@ -486,7 +486,7 @@ impl Shared<'_> {
                     unsafe { touch(q, op.old_size.min(op.size), op.size) };
                 }
                 // Relaxed: as for the allocation's store.
-                self.ptrs[id].store(q, Ordering::Relaxed);
+                self.ptrs[id].store(q, Ordering::Relaxed); // published by the `done` Release store
             }
         }
         true
@@ -510,7 +510,7 @@ impl Shared<'_> {
             fn drop(&mut self) {
                 if std::thread::panicking() {
                     // Relaxed: see `fail`.
-                    self.0.store(true, Ordering::Relaxed);
+                    self.0.store(true, Ordering::Relaxed); // stop eventually; pairs with nothing
                 }
             }
         }
@@ -527,7 +527,7 @@ impl Shared<'_> {
                 // Acquire: pairs with the Release store of the previous
                 // request on the block, by another thread.
                 while self.done[op.id as usize].load(Ordering::Acquire) != op.seq {
-                    // Relaxed: see `fail`.
+                    // Relaxed: see `fail` (stop eventually; pairs with nothing).
                     if self.abort.load(Ordering::Relaxed) {
                         return (t0, Instant::now());
                     }
@@ -547,13 +547,14 @@ impl Shared<'_> {
             if op.signals {
                 // Release: publishes this request's effects (the block's
                 // address) to the thread that makes the next one.
-                self.done[op.id as usize].store(op.seq + 1, Ordering::Release);
+                self.done[op.id as usize].store(op.seq + 1, Ordering::Release); // pairs with the `done` Acquire load
             }
             if n % 1024 == 1023 {
                 // Relaxed: a progress counter.
-                self.progress.fetch_add(1024, Ordering::Relaxed);
-                // Relaxed: see `fail`.
+                self.progress.fetch_add(1024, Ordering::Relaxed); // a progress counter; pairs with nothing
+                                                                  // Relaxed: see `fail`.
                 if self.abort.load(Ordering::Relaxed) {
+                    // stop eventually; pairs with nothing
                     return (t0, Instant::now());
                 }
             }
@@ -630,7 +631,7 @@ pub fn replay_with_progress(
         passes += 1;
         for d in &s.done {
             // Relaxed: the threads of the previous pass were joined.
-            d.store(0, Ordering::Relaxed);
+            d.store(0, Ordering::Relaxed); // ordered by the join
         }
         let start = Barrier::new(opts.threads + 1);
         let (t0, t1) = std::thread::scope(|sc| {
@@ -645,7 +646,7 @@ pub fn replay_with_progress(
             while !handles.iter().all(|h| h.is_finished()) {
                 std::thread::park_timeout(Duration::from_millis(50));
                 // Relaxed: a progress counter.
-                let done = pass * trace.ops().len() + s.progress.load(Ordering::Relaxed);
+                let done = pass * trace.ops().len() + s.progress.load(Ordering::Relaxed); // a progress counter; pairs with nothing
                 progress(done as f64 / total as f64);
             }
             let times: Vec<(Instant, Instant)> = handles
@@ -660,7 +661,7 @@ pub fn replay_with_progress(
             (t0, times.iter().map(|t| t.1).max().unwrap_or(t0))
         });
         // Relaxed: the threads were joined.
-        s.progress.store(0, Ordering::Relaxed);
+        s.progress.store(0, Ordering::Relaxed); // ordered by the join
         elapsed += t1.saturating_duration_since(t0);
         if let Some(e) = s.error.lock().unwrap_or_else(|e| e.into_inner()).take() {
             return Err(e);
@@ -669,7 +670,7 @@ pub fn replay_with_progress(
         let mut a = alloc.thread();
         for (id, p) in s.ptrs.iter().enumerate() {
             // Relaxed: the replay threads were joined.
-            let p = p.swap(core::ptr::null_mut(), Ordering::Relaxed);
+            let p = p.swap(core::ptr::null_mut(), Ordering::Relaxed); // ordered by the join
             if !p.is_null() {
                 s.forget(p);
                 // SAFETY: a live block of this allocator, of the size of the
