@@ -31,7 +31,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use common::{assert_caught, check, Ledger, Subject, Tracked};
-use vvmalloc::reclaim::{Epoch, Hazard, Reclaim};
+use vvmalloc::reclaim::{AsymHazard, Epoch, Hazard, Reclaim};
 use vvmalloc::List;
 
 /// One call of a model thread. Keys are small integers; values are tracked
@@ -275,6 +275,22 @@ mod hazard {
     use super::Hazard;
     models!(
         Hazard: insert_same_key,
+        remove_races_neighbour_insert,
+        remove_races_remove,
+        remove_races_get,
+        pop_first_races_pop_first,
+        pop_first_races_smaller_insert,
+        lower_bound_races_remove,
+        scan_races_remove,
+        pop_last_races_larger_insert,
+    );
+}
+
+/// The library's own hazard pointers: the same models as `hazard`.
+mod asym_hazard {
+    use super::AsymHazard;
+    models!(
+        AsymHazard: insert_same_key,
         remove_races_neighbour_insert,
         remove_races_remove,
         remove_races_get,

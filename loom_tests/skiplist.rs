@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use common::{assert_caught, check, Ledger, Subject, Tracked};
-use vvmalloc::reclaim::{Epoch, Hazard, Reclaim};
+use vvmalloc::reclaim::{AsymHazard, Epoch, Hazard, Reclaim};
 use vvmalloc::skiplist::Ref;
 use vvmalloc::SkipList;
 
@@ -312,6 +312,23 @@ mod hazard {
     use super::Hazard;
     models!(
         Hazard: neighbour_inserts_at_levels,
+        insert_races_remove_same_key,
+        try_insert_same_key,
+        replace_races_get,
+        pop_first_races_pop_first,
+        pop_first_races_smaller_insert,
+        pop_last_races_larger_insert,
+        bounds_race_remove,
+        scan_races_removes,
+        scan_back_races_removes,
+    );
+}
+
+/// The library's own hazard pointers: the same models as `hazard`.
+mod asym_hazard {
+    use super::AsymHazard;
+    models!(
+        AsymHazard: neighbour_inserts_at_levels,
         insert_races_remove_same_key,
         try_insert_same_key,
         replace_races_get,

@@ -79,7 +79,7 @@ use std::mem::ManuallyDrop;
 use common::{assert_caught, check, Ledger, Subject, Tracked, UAF_REPORTS};
 use loom::cell::UnsafeCell;
 use vvmalloc::raw::{free_node, AtomicPtr, Liveness, Retirable};
-use vvmalloc::reclaim::{Domain, Epoch, Hazard, Leak, Reclaim};
+use vvmalloc::reclaim::{AsymHazard, Domain, Epoch, Hazard, Leak, Reclaim};
 use vvmalloc::TreiberStack;
 
 /// One call of a model thread.
@@ -246,6 +246,26 @@ fn hazard_push_pop_pairs() {
 #[test]
 fn hazard_pop_collect_races_pop() {
     pop_collect_races_pop::<TreiberStack<Tracked, Hazard>>();
+}
+
+#[test]
+fn asym_hazard_push_races_pop() {
+    push_races_pop::<TreiberStack<Tracked, AsymHazard>>();
+}
+
+#[test]
+fn asym_hazard_pop_races_pop() {
+    pop_races_pop::<TreiberStack<Tracked, AsymHazard>>();
+}
+
+#[test]
+fn asym_hazard_push_pop_pairs() {
+    push_pop_pairs::<TreiberStack<Tracked, AsymHazard>>();
+}
+
+#[test]
+fn asym_hazard_pop_collect_races_pop() {
+    pop_collect_races_pop::<TreiberStack<Tracked, AsymHazard>>();
 }
 
 #[test]
@@ -464,6 +484,11 @@ fn seeded_copy_without_bug_passes_hazard() {
 }
 
 #[test]
+fn seeded_copy_without_bug_passes_asym_hazard() {
+    pop_races_pop::<SeededStack<AsymHazard, CORRECT>>();
+}
+
+#[test]
 #[should_panic(expected = "Causality violation")]
 fn seeded_relaxed_publish_is_caught_epoch() {
     push_races_pop::<SeededStack<Epoch, RELAXED_PUBLISH>>();
@@ -526,6 +551,22 @@ fn seeded_early_unpin_is_caught_epoch() {
 fn seeded_retire_before_unlink_is_caught_hazard() {
     assert_caught(
         pop_races_pop::<SeededStack<Hazard, RETIRE_BEFORE_UNLINK>>,
+        UAF_REPORTS,
+    );
+}
+
+#[test]
+fn seeded_retire_before_unlink_is_caught_asym_hazard() {
+    assert_caught(
+        pop_races_pop::<SeededStack<AsymHazard, RETIRE_BEFORE_UNLINK>>,
+        UAF_REPORTS,
+    );
+}
+
+#[test]
+fn seeded_early_unpin_is_caught_asym_hazard() {
+    assert_caught(
+        pop_races_pop::<SeededStack<AsymHazard, EARLY_UNPIN>>,
         UAF_REPORTS,
     );
 }

@@ -194,3 +194,143 @@ pub(crate) mod plain {
     #[cfg(loom)]
     pub(crate) use std::thread::panicking;
 }
+
+/// Asymmetric fences: a cheap one for the frequent side of a Dekker-style
+/// handshake (a hazard-pointer reader announcing a pointer, then
+/// re-reading its source) and a heavy one for the rare side (the reclaimer
+/// that unlinked nodes, then reads every announcement), which together
+/// order like a `SeqCst` fence on each side (Dice, Huang and Yang,
+/// "Asymmetric Dekker Synchronization").
+///
+/// On Linux the heavy side is `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`
+/// (membarrier(2)): the kernel runs a full memory barrier on every CPU that
+/// is running a thread of this process, so each reader's instruction
+/// stream gets a barrier between its program-ordered accesses around the
+/// call, and the light side need only keep the compiler from reordering
+/// them. This is outside the C11 model (a compiler fence orders nothing
+/// between threads there); it is the guarantee the kernel documents, and
+/// what Linux's userspace RCU and folly's hazard pointers rely on. The
+/// process registers its intent once (`MEMBARRIER_CMD_REGISTER_PRIVATE_
+/// EXPEDITED`, about a syscall's cost) the first time either side asks.
+///
+/// Where that is unavailable (not Linux, a kernel without it, a seccomp
+/// filter, Miri) both sides are `SeqCst` fences. Under loom both sides are
+/// loom's `SeqCst` fence, which is how loom models the pair.
+pub(crate) mod asymmetric {
+    #[cfg(not(loom))]
+    use core::sync::atomic::AtomicU8;
+    use core::sync::atomic::Ordering;
+
+    /// Not yet asked.
+    #[cfg(not(loom))]
+    const UNKNOWN: u8 = 0;
+    /// Registered: the heavy side is `membarrier`, the light a compiler fence.
+    #[cfg(not(loom))]
+    const MEMBARRIER: u8 = 1;
+    /// Both sides are `SeqCst` fences.
+    #[cfg(not(loom))]
+    const FENCES: u8 = 2;
+
+    /// Which of the above; moves once from `UNKNOWN` to one of the others.
+    /// The light side may read `UNKNOWN` or `FENCES` and then fences fully,
+    /// which is correct whatever the heavy side does; it reads `MEMBARRIER`
+    /// only after the registration succeeded, and the heavy side always
+    /// settles the mode before it runs (`heavy`), so a reader that skipped
+    /// its fence is always met by a `membarrier`.
+    #[cfg(not(loom))]
+    static MODE: AtomicU8 = AtomicU8::new(UNKNOWN);
+
+    /// Registers for `membarrier` if the platform allows, once; returns the
+    /// mode.
+    #[cfg(not(loom))]
+    #[cold]
+    fn settle() -> u8 {
+        #[cfg(all(target_os = "linux", not(miri)))]
+        let mode = {
+            // membarrier(2): MEMBARRIER_CMD_PRIVATE_EXPEDITED is 1 << 3 and
+            // its registration 1 << 4 (linux/membarrier.h, since 4.14).
+            const REGISTER_PRIVATE_EXPEDITED: libc::c_long = 1 << 4;
+            // SAFETY: the syscall takes three integer arguments and touches
+            // no memory of ours.
+            let r =
+                unsafe { libc::syscall(libc::SYS_membarrier, REGISTER_PRIVATE_EXPEDITED, 0, 0) };
+            if r == 0 {
+                MEMBARRIER
+            } else {
+                FENCES
+            }
+        };
+        #[cfg(not(all(target_os = "linux", not(miri))))]
+        let mode = FENCES;
+        // Relaxed: a racing registration reaches the same answer, and the
+        // mode publishes no memory (the kernel's registration is in effect
+        // before the syscall returns).
+        match MODE.compare_exchange(UNKNOWN, mode, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => mode,
+            Err(now) => now,
+        }
+    }
+
+    /// Whether the heavy side is `membarrier` (the light side then costs no
+    /// fence). Registers on first use.
+    pub(crate) fn uses_membarrier() -> bool {
+        #[cfg(not(loom))]
+        {
+            // Relaxed: see `MODE`.
+            let mode = MODE.load(Ordering::Relaxed);
+            (if mode == UNKNOWN { settle() } else { mode }) == MEMBARRIER
+        }
+        #[cfg(loom)]
+        false
+    }
+
+    /// The frequent side: between a reader's announcement and its
+    /// re-validating load.
+    #[inline(always)]
+    pub(crate) fn light() {
+        #[cfg(not(loom))]
+        {
+            // Relaxed: see `MODE`.
+            if MODE.load(Ordering::Relaxed) == MEMBARRIER {
+                // SeqCst: keeps the compiler from moving the announcement
+                // after the load; the reclaimer's `membarrier` is the
+                // hardware fence this pairs with (see the module docs).
+                core::sync::atomic::compiler_fence(Ordering::SeqCst);
+            } else {
+                // SeqCst: pairs with the SeqCst fence of `heavy`.
+                core::sync::atomic::fence(Ordering::SeqCst);
+            }
+        }
+        // SeqCst: pairs with the SeqCst fence of `heavy`.
+        #[cfg(loom)]
+        loom::sync::atomic::fence(Ordering::SeqCst);
+    }
+
+    /// The rare side: after a reclaimer unlinked what it frees, before it
+    /// reads the readers' announcements.
+    pub(crate) fn heavy() {
+        #[cfg(all(target_os = "linux", not(miri), not(loom)))]
+        if uses_membarrier() {
+            const PRIVATE_EXPEDITED: libc::c_long = 1 << 3;
+            // SAFETY: as in `settle`.
+            let r = unsafe { libc::syscall(libc::SYS_membarrier, PRIVATE_EXPEDITED, 0, 0) };
+            // The command cannot fail once registered (membarrier(2) lists
+            // no error for it then); if it ever did, readers that skipped
+            // their fence would be unprotected, so that is fatal.
+            assert_eq!(
+                r, 0,
+                "membarrier(PRIVATE_EXPEDITED) failed after registration"
+            );
+            return;
+        }
+        #[cfg(not(loom))]
+        {
+            let _ = uses_membarrier(); // settles the mode: see `MODE`
+                                       // SeqCst: pairs with the SeqCst fence of `light`.
+            core::sync::atomic::fence(Ordering::SeqCst);
+        }
+        // SeqCst: pairs with the SeqCst fence of `light`.
+        #[cfg(loom)]
+        loom::sync::atomic::fence(Ordering::SeqCst);
+    }
+}

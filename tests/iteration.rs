@@ -15,7 +15,7 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 
-use vvmalloc::reclaim::{Domain, Epoch, Hazard, Leak, Reclaim};
+use vvmalloc::reclaim::{AsymHazard, Domain, Epoch, Hazard, Leak, Reclaim};
 use vvmalloc::{List, SkipList};
 
 // Tests named `*own*` use only own domains, so they free everything they
@@ -138,12 +138,15 @@ fn skiplist_iterators_are_lazy_and_resumable() {
     skiplist_lazy_and_resumable(SkipList::<_, _, Leak>::new());
     skiplist_lazy_and_resumable(SkipList::<_, _, Epoch>::with_domain(Domain::new()));
     skiplist_lazy_and_resumable(SkipList::<_, _, Hazard>::with_domain(Domain::new()));
+    skiplist_lazy_and_resumable(SkipList::<_, _, AsymHazard>::new());
+    skiplist_lazy_and_resumable(SkipList::<_, _, AsymHazard>::with_domain(Domain::new()));
 }
 
 #[test]
 fn skiplist_iterator_ends_never_cross() {
     skiplist_ends_never_cross(SkipList::<_, _, Epoch>::new());
     skiplist_ends_never_cross(SkipList::<_, _, Hazard>::new());
+    skiplist_ends_never_cross(SkipList::<_, _, AsymHazard>::new());
     skiplist_ends_never_cross(SkipList::<_, _, Leak>::new());
 }
 
@@ -154,6 +157,8 @@ fn list_iterator_is_lazy_and_resumable() {
     list_lazy_and_resumable(List::<_, _, Leak>::new());
     list_lazy_and_resumable(List::<_, _, Epoch>::with_domain(Domain::new()));
     list_lazy_and_resumable(List::<_, _, Hazard>::with_domain(Domain::new()));
+    list_lazy_and_resumable(List::<_, _, AsymHazard>::new());
+    list_lazy_and_resumable(List::<_, _, AsymHazard>::with_domain(Domain::new()));
 }
 
 #[test]
@@ -333,9 +338,15 @@ fn skiplist_iteration_under_churn_hazard_own() {
 }
 
 #[test]
+fn skiplist_iteration_under_churn_asym_hazard_own() {
+    skiplist_under_churn(SkipList::<_, _, AsymHazard>::with_domain(Domain::new()));
+}
+
+#[test]
 fn skiplist_iteration_under_churn_global_domains() {
     skiplist_under_churn(SkipList::<_, _, Epoch>::new());
     skiplist_under_churn(SkipList::<_, _, Hazard>::new());
+    skiplist_under_churn(SkipList::<_, _, AsymHazard>::new());
 }
 
 #[test]
@@ -349,7 +360,13 @@ fn list_iteration_under_churn_hazard_own() {
 }
 
 #[test]
+fn list_iteration_under_churn_asym_hazard_own() {
+    list_under_churn(List::<_, _, AsymHazard>::with_domain(Domain::new()));
+}
+
+#[test]
 fn list_iteration_under_churn_global_domains() {
     list_under_churn(List::<_, _, Epoch>::new());
     list_under_churn(List::<_, _, Hazard>::new());
+    list_under_churn(List::<_, _, AsymHazard>::new());
 }

@@ -12,7 +12,7 @@ use std::thread;
 
 use common::lincheck::{self, Spec};
 use common::{check_net_effect, xorshift, DropLedger, Log, Run, Tracked};
-use vvmalloc::reclaim::{Domain, Epoch, Hazard, Leak, Reclaim};
+use vvmalloc::reclaim::{AsymHazard, Domain, Epoch, Hazard, Leak, Reclaim};
 use vvmalloc::List;
 
 // Tests named `*own*` use only own domains, so they free everything they
@@ -94,11 +94,17 @@ fn stress_hazard_own() {
 }
 
 #[test]
+fn stress_asym_hazard_own() {
+    stress::<AsymHazard>(List::with_own_domain()).assert_all_dropped_once();
+}
+
+#[test]
 fn stress_global_domains_and_leak() {
     // Removed values wait for the global domains (or forever, with `Leak`);
     // `Tracked` still fails on any second drop.
     stress::<Epoch>(List::new());
     stress::<Hazard>(List::with_domain(Domain::global()));
+    stress::<AsymHazard>(List::with_domain(Domain::global()));
     stress::<Leak>(List::new());
 }
 
@@ -202,7 +208,13 @@ fn linearizable_hazard_own() {
 }
 
 #[test]
+fn linearizable_asym_hazard_own() {
+    linearizable::<AsymHazard>(List::with_own_domain);
+}
+
+#[test]
 fn linearizable_global_domains() {
     linearizable::<Epoch>(List::new);
     linearizable::<Hazard>(List::new);
+    linearizable::<AsymHazard>(List::new);
 }

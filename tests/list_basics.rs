@@ -10,7 +10,7 @@ use core::ops::Bound;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use vvmalloc::list::{List, ListSet, Ref};
-use vvmalloc::reclaim::{Epoch, Hazard, Leak, Reclaim};
+use vvmalloc::reclaim::{AsymHazard, Epoch, Hazard, Leak, Reclaim};
 
 fn basics<R: Reclaim>(m: List<u32, String, R>) {
     assert!(m.is_empty() && m.first().is_none() && m.pop_first().is_none());
@@ -53,9 +53,15 @@ fn basics_hazard_own() {
 }
 
 #[test]
+fn basics_asym_hazard_own() {
+    basics::<AsymHazard>(List::with_own_domain());
+}
+
+#[test]
 fn basics_global_domains_and_leak() {
     basics::<Epoch>(List::new());
     basics::<Hazard>(List::new());
+    basics::<AsymHazard>(List::new());
     basics::<Leak>(List::new());
 }
 

@@ -14,7 +14,7 @@ use std::thread;
 
 use common::lincheck::{self, Spec};
 use common::{check_net_effect, xorshift, DropLedger, Log, Run, Tracked};
-use vvmalloc::reclaim::{Domain, Epoch, Hazard, Leak, Reclaim};
+use vvmalloc::reclaim::{AsymHazard, Domain, Epoch, Hazard, Leak, Reclaim};
 use vvmalloc::skiplist::Ref;
 use vvmalloc::SkipList;
 
@@ -149,11 +149,17 @@ fn stress_hazard_own() {
 }
 
 #[test]
+fn stress_asym_hazard_own() {
+    stress::<AsymHazard>(SkipList::with_own_domain()).assert_all_dropped_once();
+}
+
+#[test]
 fn stress_global_domains_and_leak() {
     // Removed values wait for the global domains (or forever, with `Leak`);
     // `Tracked` still fails on any second drop.
     stress::<Epoch>(SkipList::new());
     stress::<Hazard>(SkipList::with_domain(Domain::global()));
+    stress::<AsymHazard>(SkipList::with_domain(Domain::global()));
     stress::<Leak>(SkipList::new());
 }
 
@@ -208,6 +214,11 @@ fn replace_under_contention_epoch_own() {
 #[test]
 fn replace_under_contention_hazard_own() {
     replace_under_contention::<Hazard>(SkipList::with_own_domain());
+}
+
+#[test]
+fn replace_under_contention_asym_hazard_own() {
+    replace_under_contention::<AsymHazard>(SkipList::with_own_domain());
 }
 
 /// Concurrent `pop_first`s and `pop_last`s drain a map: each entry is
@@ -367,7 +378,13 @@ fn linearizable_hazard_own() {
 }
 
 #[test]
+fn linearizable_asym_hazard_own() {
+    linearizable::<AsymHazard>(SkipList::with_own_domain);
+}
+
+#[test]
 fn linearizable_global_domains() {
     linearizable::<Epoch>(SkipList::new);
     linearizable::<Hazard>(SkipList::new);
+    linearizable::<AsymHazard>(SkipList::new);
 }

@@ -8,7 +8,7 @@
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use std::ops::Bound::{Excluded, Included, Unbounded};
-use vvmalloc::reclaim::{Epoch, Hazard, Leak, Reclaim};
+use vvmalloc::reclaim::{AsymHazard, Epoch, Hazard, Leak, Reclaim};
 use vvmalloc::skiplist::{Ref, SkipList, SkipSet, MAX_HEIGHT};
 
 fn keys<K: Ord + Send + Copy, V: Send, R: Reclaim>(m: &SkipList<K, V, R>) -> Vec<K> {
@@ -70,9 +70,15 @@ fn basics_hazard_own() {
 }
 
 #[test]
+fn basics_asym_hazard_own() {
+    basics::<AsymHazard>(SkipList::with_own_domain());
+}
+
+#[test]
 fn basics_global_domains_and_leak() {
     basics::<Epoch>(SkipList::new());
     basics::<Hazard>(SkipList::new());
+    basics::<AsymHazard>(SkipList::new());
     basics::<Leak>(SkipList::new());
 }
 

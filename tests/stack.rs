@@ -12,7 +12,7 @@ use std::thread;
 
 use common::lincheck::{self, Clock, Spec};
 use common::{DropLedger, Tracked};
-use vvmalloc::reclaim::{Domain, Epoch, Hazard, Leak, Reclaim};
+use vvmalloc::reclaim::{AsymHazard, Domain, Epoch, Hazard, Leak, Reclaim};
 use vvmalloc::TreiberStack;
 
 // Tests named `*own*` use only own domains, so they free everything they
@@ -111,6 +111,18 @@ fn stress_hazard_own() {
 }
 
 #[test]
+fn stress_asym_hazard_global() {
+    stress_drain::<AsymHazard>(Domain::global());
+    stress_drop_remaining::<AsymHazard>(Domain::global());
+}
+
+#[test]
+fn stress_asym_hazard_own() {
+    stress_drain::<AsymHazard>(Domain::new());
+    stress_drop_remaining::<AsymHazard>(Domain::new());
+}
+
+#[test]
 fn stress_leak() {
     stress_drain::<Leak>(Domain::global());
     stress_drop_remaining::<Leak>(Domain::global());
@@ -163,12 +175,14 @@ fn producer_consumer<R: Reclaim>(domain: Domain<R>) {
 fn producer_consumer_own_domains() {
     producer_consumer::<Epoch>(Domain::new());
     producer_consumer::<Hazard>(Domain::new());
+    producer_consumer::<AsymHazard>(Domain::new());
 }
 
 #[test]
 fn producer_consumer_global_domains_and_leak() {
     producer_consumer::<Epoch>(Domain::global());
     producer_consumer::<Hazard>(Domain::global());
+    producer_consumer::<AsymHazard>(Domain::global());
     producer_consumer::<Leak>(Domain::global());
 }
 
@@ -310,12 +324,14 @@ fn histories<S: Subject>(new: impl Fn() -> S) -> Result<(), String> {
 fn linearizable_own_domains() {
     histories(|| TreiberStack::<u8, Epoch>::with_domain(Domain::new())).unwrap();
     histories(|| TreiberStack::<u8, Hazard>::with_domain(Domain::new())).unwrap();
+    histories(|| TreiberStack::<u8, AsymHazard>::with_domain(Domain::new())).unwrap();
 }
 
 #[test]
 fn linearizable_global_domains_and_leak() {
     histories(TreiberStack::<u8, Epoch>::new).unwrap();
     histories(|| TreiberStack::<u8, Hazard>::with_domain(Domain::global())).unwrap();
+    histories(|| TreiberStack::<u8, AsymHazard>::with_domain(Domain::global())).unwrap();
     histories(TreiberStack::<u8, Leak>::new).unwrap();
 }
 

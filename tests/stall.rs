@@ -14,7 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use vvmalloc::heap::{HeapConfig, ListIndex, SkipIndex};
-use vvmalloc::reclaim::{Domain, Epoch, Hazard, Reclaim};
+use vvmalloc::reclaim::{AsymHazard, Domain, Epoch, Hazard, Reclaim};
 use vvmalloc::{Heap, List, SkipList, TreiberStack};
 
 /// Operations per worker.
@@ -133,18 +133,21 @@ fn skiplist_case<R: Reclaim>(name: &str) {
 fn stack_operations_continue_while_a_thread_holds_a_guard() {
     stack_case::<Epoch>("stack, epoch");
     stack_case::<Hazard>("stack, hazard");
+    stack_case::<AsymHazard>("stack, asym-hazard");
 }
 
 #[test]
 fn list_operations_continue_while_a_thread_holds_a_ref() {
     list_case::<Epoch>("list, epoch");
     list_case::<Hazard>("list, hazard");
+    list_case::<AsymHazard>("list, asym-hazard");
 }
 
 #[test]
 fn skiplist_operations_continue_while_a_thread_holds_a_ref() {
     skiplist_case::<Epoch>("skip list, epoch");
     skiplist_case::<Hazard>("skip list, hazard");
+    skiplist_case::<AsymHazard>("skip list, asym-hazard");
 }
 
 /// The allocator's large path uses a free index under a reclamation

@@ -9,6 +9,7 @@
 //! |---|---|---|---|
 //! | [`Epoch`] | `crossbeam-epoch` | nothing (the guard's pin is paid once per operation) | unbounded: nothing retired after the stalled thread pinned is freed |
 //! | [`Hazard`] | `haphazard` | a store and a `SeqCst` fence per protected pointer | bounded: only the nodes the stalled thread's hazard pointers name |
+//! | [`AsymHazard`] | this crate (`membarrier(2)`) | a store and a compiler fence per protected pointer (Linux; a `SeqCst` fence elsewhere) | bounded: the nodes its hazard pointers name, and its own unscanned retired list |
 //! | [`Leak`] | none | nothing | everything: nodes are never freed |
 //!
 //! # Which scheme to pick
@@ -25,6 +26,13 @@
 //! thread holds back at most the few nodes it names. The price is a
 //! sequentially consistent fence on every protected read, which makes
 //! traversals of long structures (lists, skip lists) noticeably slower.
+//!
+//! Pick **[`AsymHazard`]** for [`Hazard`]'s bound on garbage at nearly
+//! [`Epoch`]'s read cost: the library's own hazard pointers, whose readers
+//! skip the hardware fence because the reclaiming thread runs one
+//! `membarrier(2)` per scan instead (Linux 4.14 and later; elsewhere both
+//! sides use `SeqCst` fences). Retiring costs an allocation per node and a
+//! scan of every hazard pointer per 64 or more retired nodes.
 //!
 //! **[`Leak`]** never frees a retired node. It is a baseline for measuring
 //! what reclamation costs, and it suits short-lived programs that do not care.
@@ -104,6 +112,7 @@ use crate::raw::Retirable;
 use crate::stat::SignedStat;
 use crate::sync::{AtomicPtr, Ordering};
 
+mod asym;
 mod epoch;
 mod hazard;
 mod leak;
@@ -116,6 +125,12 @@ pub use own_epoch::seeded_weaken_claim;
 #[doc(hidden)]
 pub use own_epoch::{EpochGuard, OwnEpoch};
 
+#[cfg(loom)]
+#[doc(hidden)]
+pub use asym::seed_asym_hazard;
+pub use asym::AsymHazard;
+#[doc(hidden)]
+pub use asym::{AsymGuard, AsymSeed, AsymShield, OwnAsym};
 pub use epoch::Epoch;
 pub use hazard::{Family, Hazard};
 #[doc(hidden)]
@@ -126,11 +141,12 @@ mod sealed {
     pub trait Sealed {}
 }
 
-/// A memory-reclamation scheme: [`Epoch`], [`Hazard`] or [`Leak`].
+/// A memory-reclamation scheme: [`Epoch`], [`Hazard`], [`AsymHazard`] or
+/// [`Leak`].
 ///
 /// Structures are generic over it (`TreiberStack<T, R = Epoch>`) and reach it
 /// through [`Domain`], [`Guard`] and [`Shield`]; the `raw_*` items are the
-/// hooks those types call. The trait is sealed: the three schemes are the
+/// hooks those types call. The trait is sealed: the four schemes are the
 /// ones the crate's structures are checked with.
 ///
 /// Code generic over the scheme names it by the trait:
@@ -154,7 +170,7 @@ pub trait Reclaim: sealed::Sealed + Sized + Send + Sync + 'static {
 
     /// Whether a [`Guard`] alone keeps every node that was reachable while
     /// it lived from being freed (true for [`Epoch`] and [`Leak`], false
-    /// for [`Hazard`], where only shields protect). Structures use it to
+    /// for [`Hazard`] and [`AsymHazard`], where only shields protect). Structures use it to
     /// keep unprotected pointers from a search for later, where it is safe.
     #[doc(hidden)]
     const GUARD_PROTECTS_ALL: bool;
@@ -373,6 +389,31 @@ impl Domain<Epoch> {
     /// ```
     pub fn participants(&self) -> Option<usize> {
         self.raw().map(OwnEpoch::participants)
+    }
+}
+
+impl Domain<AsymHazard> {
+    /// How many slots of hazard pointers this own domain has made: a
+    /// thread claims one on its first operation and keeps it, a thread that
+    /// exits leaves it to the next, and a shield beyond a slot's eight
+    /// hazard pointers claims one for itself. So this is about the number
+    /// of threads that used the domain at the same time. `None` for the
+    /// global domain.
+    ///
+    /// ```
+    /// # if vvmalloc::LOOM_BUILD { return; }
+    /// use vvmalloc::reclaim::{AsymHazard, Domain};
+    /// use vvmalloc::SkipList;
+    ///
+    /// let m: SkipList<u32, u32, AsymHazard> = SkipList::with_domain(Domain::new());
+    /// for i in 0..100 {
+    ///     m.insert(i, i); // the same slot every time
+    /// }
+    /// assert_eq!(m.domain().slots(), Some(1));
+    /// assert_eq!(Domain::<AsymHazard>::global().slots(), None);
+    /// ```
+    pub fn slots(&self) -> Option<usize> {
+        self.raw().map(OwnAsym::slots)
     }
 }
 
