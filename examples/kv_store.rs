@@ -7,10 +7,12 @@
 //! ```text
 //! cargo run --release --example kv_store            # epoch, the default
 //! cargo run --release --example kv_store -- hazard  # hazard pointers
+//! cargo run --release --example kv_store -- asym-hazard-own
 //! cargo run --release --example kv_store -- epoch-own
 //! ```
 //!
-//! `epoch-own` and `hazard-own` give the store a reclamation domain of its
+//! `asym-hazard` uses the library's own hazard pointers (readers without a
+//! hardware fence). The `-own` variants give the store a reclamation domain of its
 //! own, which is what lets its keys borrow from data the program owns
 //! (`&str` into a `Vec<String>` here): removed entries are freed by the
 //! time the store is dropped, not later by a process-wide collector. The
@@ -21,7 +23,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
-use vvmalloc::reclaim::{Epoch, Hazard, Leak, Reclaim};
+use vvmalloc::reclaim::{AsymHazard, Epoch, Hazard, Leak, Reclaim};
 use vvmalloc::SkipList;
 
 /// A value: which writer wrote it, and that writer's version counter for
@@ -187,18 +189,24 @@ fn main() {
     match scheme.as_str() {
         // The process-wide domains need `'static` data, so these two leak
         // the names (once, for the program's life).
-        "epoch" | "hazard" | "leak" => {
+        "epoch" | "hazard" | "asym-hazard" | "leak" => {
             let names: &'static [String] = Vec::leak(names);
             match scheme.as_str() {
                 "epoch" => run(&scheme, SkipList::<_, _, Epoch>::new(), names),
                 "hazard" => run(&scheme, SkipList::<_, _, Hazard>::new(), names),
+                "asym-hazard" => run(&scheme, SkipList::<_, _, AsymHazard>::new(), names),
                 _ => run(&scheme, SkipList::<_, _, Leak>::new(), names),
             }
         }
         "epoch-own" => run(&scheme, SkipList::<_, _, Epoch>::with_own_domain(), &names),
         "hazard-own" => run(&scheme, SkipList::<_, _, Hazard>::with_own_domain(), &names),
+        "asym-hazard-own" => run(
+            &scheme,
+            SkipList::<_, _, AsymHazard>::with_own_domain(),
+            &names,
+        ),
         other => {
-            eprintln!("kv_store: unknown scheme {other:?}; use epoch, hazard, leak, epoch-own or hazard-own");
+            eprintln!("kv_store: unknown scheme {other:?}; use epoch, hazard, asym-hazard, leak, epoch-own, hazard-own or asym-hazard-own");
             std::process::exit(2);
         }
     }

@@ -10,7 +10,8 @@
 //! `skiplist/scan`: one full pass of the iterator over 10 000 entries,
 //! single-threaded, for each scheme and crossbeam's `SkipMap` (every step
 //! takes a protected entry and the iterator's own second protection: a pin
-//! for epochs, a hazard and a fence for hazard pointers).
+//! for epochs, a hazard and a fence for hazard pointers, a hazard and a
+//! compiler fence for the asymmetric ones).
 
 // criterion_group! generates an undocumented public function.
 #![allow(missing_docs)]
@@ -66,10 +67,11 @@ fn workloads(c: &mut Criterion) {
 }
 
 fn scan(c: &mut Criterion) {
-    use vvmalloc::reclaim::{Epoch, Hazard, Leak};
+    use vvmalloc::reclaim::{AsymHazard, Epoch, Hazard, Leak};
     const N: u64 = 10_000;
     let epoch: vvmalloc::SkipList<u64, u64, Epoch> = (0..N).map(|k| (k, k)).collect();
     let hazard: vvmalloc::SkipList<u64, u64, Hazard> = (0..N).map(|k| (k, k)).collect();
+    let asym: vvmalloc::SkipList<u64, u64, AsymHazard> = (0..N).map(|k| (k, k)).collect();
     let leak: vvmalloc::SkipList<u64, u64, Leak> = (0..N).map(|k| (k, k)).collect();
     let crossbeam: crossbeam_skiplist::SkipMap<u64, u64> = (0..N).map(|k| (k, k)).collect();
     let mut group = c.benchmark_group("skiplist/scan/10000keys");
@@ -82,6 +84,9 @@ fn scan(c: &mut Criterion) {
     });
     group.bench_function("hazard", |b| {
         b.iter(|| hazard.iter().map(|e| *e.value()).sum::<u64>())
+    });
+    group.bench_function("asym-hazard", |b| {
+        b.iter(|| asym.iter().map(|e| *e.value()).sum::<u64>())
     });
     group.bench_function("leak", |b| {
         b.iter(|| leak.iter().map(|e| *e.value()).sum::<u64>())

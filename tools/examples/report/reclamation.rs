@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use vvmalloc::reclaim::{held_back, Epoch, Hazard, Leak, Reclaim};
+use vvmalloc::reclaim::{held_back, AsymHazard, Epoch, Hazard, Leak, Reclaim};
 use vvmalloc::{List, SkipList};
 
 use crate::common::targets::{list_maps, skiplist_maps, skiplist_own_maps, Map, READ_ONLY};
@@ -67,16 +67,20 @@ impl<R: Reclaim> HasScheme<R> for List<u64, u64, R> {}
 impl<R: Reclaim> HasScheme<R> for SkipList<u64, u64, R> {}
 
 /// One configuration: `(structure, scheme, stalled)`.
-const CONFIGS: [(&str, &str, bool); 10] = [
+const CONFIGS: [(&str, &str, bool); 14] = [
     ("list", "epoch", false),
     ("list", "epoch", true),
     ("list", "hazard", false),
     ("list", "hazard", true),
+    ("list", "asym-hazard", false),
+    ("list", "asym-hazard", true),
     ("list", "leak", false),
     ("skiplist", "epoch", false),
     ("skiplist", "epoch", true),
     ("skiplist", "hazard", false),
     ("skiplist", "hazard", true),
+    ("skiplist", "asym-hazard", false),
+    ("skiplist", "asym-hazard", true),
     ("skiplist", "leak", false),
 ];
 
@@ -91,9 +95,13 @@ pub(crate) fn child(args: &[String]) {
     match (structure.as_str(), scheme.as_str()) {
         ("list", "epoch") => study(List::<u64, u64, Epoch>::new(), stalled, secs),
         ("list", "hazard") => study(List::<u64, u64, Hazard>::new(), stalled, secs),
+        ("list", "asym-hazard") => study(List::<u64, u64, AsymHazard>::new(), stalled, secs),
         ("list", "leak") => study(List::<u64, u64, Leak>::new(), stalled, secs),
         ("skiplist", "epoch") => study(SkipList::<u64, u64, Epoch>::new(), stalled, secs),
         ("skiplist", "hazard") => study(SkipList::<u64, u64, Hazard>::new(), stalled, secs),
+        ("skiplist", "asym-hazard") => {
+            study(SkipList::<u64, u64, AsymHazard>::new(), stalled, secs)
+        }
         ("skiplist", "leak") => study(SkipList::<u64, u64, Leak>::new(), stalled, secs),
         _ => panic!("unknown configuration {structure} {scheme}"),
     }
@@ -220,7 +228,7 @@ pub(crate) fn run(cfg: &Cfg) -> String {
             {
                 // The own domains after the global ones of each scheme.
                 let mut maps = skiplist_maps(big);
-                maps.splice(2..2, skiplist_own_maps(big));
+                maps.splice(3..3, skiplist_own_maps(big));
                 maps
             },
             READ_ONLY,

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use crossbeam_queue::{ArrayQueue, SegQueue};
-use vvmalloc::reclaim::{Epoch, Hazard, Leak, Reclaim};
+use vvmalloc::reclaim::{AsymHazard, Epoch, Hazard, Leak, Reclaim};
 use vvmalloc::{List, SkipList, TreiberStack};
 
 use super::xorshift;
@@ -65,6 +65,10 @@ pub fn pools() -> Vec<(&'static str, Arc<dyn Pool>)> {
         (
             "treiber-hazard",
             Arc::new(TreiberStack::<u64, Hazard>::new()),
+        ),
+        (
+            "treiber-asym-hazard",
+            Arc::new(TreiberStack::<u64, AsymHazard>::new()),
         ),
         ("treiber-leak", Arc::new(TreiberStack::<u64, Leak>::new())),
         ("mutex-vec", Arc::new(Mutex::new(Vec::new()))),
@@ -164,6 +168,10 @@ pub fn list_maps(keys: u64) -> Vec<(&'static str, Arc<dyn Map>)> {
     let maps: Vec<(&'static str, Arc<dyn Map>)> = vec![
         ("list-epoch", Arc::new(List::<u64, u64, Epoch>::new())),
         ("list-hazard", Arc::new(List::<u64, u64, Hazard>::new())),
+        (
+            "list-asym-hazard",
+            Arc::new(List::<u64, u64, AsymHazard>::new()),
+        ),
         // Own domains: what non-'static keys and values cost.
         (
             "list-epoch-own",
@@ -172,6 +180,10 @@ pub fn list_maps(keys: u64) -> Vec<(&'static str, Arc<dyn Map>)> {
         (
             "list-hazard-own",
             Arc::new(List::<u64, u64, Hazard>::with_own_domain()),
+        ),
+        (
+            "list-asym-hazard-own",
+            Arc::new(List::<u64, u64, AsymHazard>::with_own_domain()),
         ),
         ("list-leak", Arc::new(List::<u64, u64, Leak>::new())),
         ("mutex-btreemap", Arc::new(Mutex::new(BTreeMap::new()))),
@@ -190,6 +202,10 @@ pub fn skiplist_maps(keys: u64) -> Vec<(&'static str, Arc<dyn Map>)> {
         (
             "skiplist-hazard",
             Arc::new(SkipList::<u64, u64, Hazard>::new()),
+        ),
+        (
+            "skiplist-asym-hazard",
+            Arc::new(SkipList::<u64, u64, AsymHazard>::new()),
         ),
         ("skiplist-leak", Arc::new(SkipList::<u64, u64, Leak>::new())),
         (
@@ -214,6 +230,10 @@ pub fn skiplist_own_maps(keys: u64) -> Vec<(&'static str, Arc<dyn Map>)> {
         (
             "skiplist-hazard-own",
             Arc::new(SkipList::<u64, u64, Hazard>::with_own_domain()),
+        ),
+        (
+            "skiplist-asym-hazard-own",
+            Arc::new(SkipList::<u64, u64, AsymHazard>::with_own_domain()),
         ),
     ];
     fill(&maps, keys);
