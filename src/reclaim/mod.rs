@@ -39,8 +39,8 @@
 //!
 //! # Shared or own domain
 //!
-//! Retired nodes wait in a [`Domain`]: crossbeam-epoch's `Collector`, or a
-//! haphazard `Domain`. A structure uses the process-wide domain by default
+//! Retired nodes wait in a [`Domain`]: crossbeam-epoch's `Collector`, a
+//! haphazard `Domain`, or [`AsymHazard`]'s registry of hazard slots. A structure uses the process-wide domain by default
 //! ([`Domain::global`]), or one of its own ([`Domain::new`]):
 //!
 //! - The **global** domain amortizes reclamation across every structure of the
@@ -60,7 +60,11 @@
 //!   a thread using the slot of its index modulo 16 and haphazard's shared
 //!   list when that slot is busy), so reads do not contend on the domain's
 //!   list of free records; the domain's drop takes the cached records
-//!   back.
+//!   back. With [`AsymHazard`], a thread claims a slot of eight hazard
+//!   pointers in a domain on its first operation and keeps it in a
+//!   per-thread cache (as with [`Epoch`]); its retired nodes wait in that
+//!   slot, and the domain's drop frees every slot's, so here too nothing
+//!   retired survives the domain ([`Domain::slots`] counts the slots).
 //!
 //! crossbeam-skiplist sends its garbage to the global collector, so it must
 //! require `K: 'static, V: 'static`, and a removed entry is dropped only when the
@@ -113,6 +117,7 @@ use crate::stat::SignedStat;
 use crate::sync::{AtomicPtr, Ordering};
 
 mod asym;
+mod claims;
 mod epoch;
 mod hazard;
 mod leak;
@@ -322,8 +327,9 @@ impl<R: Reclaim> Domain<R> {
         self.own.is_none()
     }
 
-    /// Starts an operation: pins the thread ([`Epoch`]) or takes the domain to
-    /// draw hazard slots from ([`Hazard`]). Pointers read through the guard's
+    /// Starts an operation: pins the thread ([`Epoch`]), takes the domain to
+    /// draw hazard slots from ([`Hazard`]), or the thread's slot of hazard
+    /// pointers in the domain ([`AsymHazard`]). Pointers read through the guard's
     /// [`Shield`]s stay valid until the shield is reset or the guard dropped.
     ///
     /// ```
@@ -453,8 +459,10 @@ pub struct Guard<'d, R: Reclaim> {
 
 impl<'d, R: Reclaim> Guard<'d, R> {
     /// A new protection slot. With [`Hazard`] this acquires a hazard pointer
-    /// from the domain (reused from a free list when one is available); with
-    /// [`Epoch`] and [`Leak`] it is free.
+    /// from the domain (reused from a cache or a free list when one is
+    /// available); with [`AsymHazard`], a free one of the thread's slot (a
+    /// slot of its own beyond eight at once); with [`Epoch`] and [`Leak`] it
+    /// is free.
     ///
     /// ```
     /// # if vvmalloc::LOOM_BUILD { return; }

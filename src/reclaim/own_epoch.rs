@@ -28,8 +28,9 @@
 //!
 //! # The design
 //!
-//! An own domain ([`OwnEpoch`]) holds its collector and a [`Registry`]: an
-//! append-only lock-free list of [`Slot`]s, each owning one registered
+//! An own domain ([`OwnEpoch`]) holds its collector and a registry (the
+//! claimable records of `claims`): an append-only lock-free list of
+//! slots, each owning one registered
 //! participant. A thread *claims* a free slot (a CAS of `claimed` from false
 //! to true; a new slot and participant when none is free) and keeps it in a
 //! small per-thread cache keyed by the registry's address; every later
@@ -62,11 +63,11 @@
 
 use core::cell::RefCell;
 use core::mem::ManuallyDrop;
-use core::ptr;
 
 use crossbeam_epoch::{Collector, LocalHandle};
 
-use crate::sync::{thread_local, Arc, AtomicBool, AtomicPtr, Ordering, UnsafeCell};
+use super::claims::{Cache, Claim, Claims, Payload};
+use crate::sync::{thread_local, Arc, Ordering, UnsafeCell};
 
 /// An own epoch domain: a collector and the registry of its participants,
 /// one per thread that uses it (see the module docs of `reclaim`).
@@ -78,46 +79,32 @@ pub struct OwnEpoch {
 }
 
 /// The participants of one own domain, each in a slot that one thread at a
-/// time claims.
-struct Registry {
-    /// The newest slot; each slot links to the one pushed before it.
-    head: AtomicPtr<Slot>,
-}
+/// time claims (`claims`).
+type Registry = Claims<Participant>;
 
-/// One registered participant and its claim.
-struct Slot {
-    /// The slot pushed before this one; written before the slot is
-    /// published, never after.
-    next: UnsafeCell<*mut Slot>,
-    /// Whether a thread holds this slot (invariant 1).
-    claimed: AtomicBool,
+/// A slot of the registry and its claim.
+type Slot = Claim<Participant>;
+
+/// One registered participant.
+struct Participant {
     /// Guards of the claimant alive through this slot (invariant 2).
     pins: UnsafeCell<usize>,
     /// The participant; `None` once the domain is dropped.
     handle: UnsafeCell<Option<LocalHandle>>,
 }
 
-impl Slot {
-    /// Gives the claim back (invariant 1).
-    ///
-    /// # Safety
-    ///
-    /// 1. The calling thread holds the claim, and no guard pinned through
-    ///    the slot is alive.
-    unsafe fn release(&self) {
-        // Release: pairs with the Acquire CAS of the next claimant, so every
-        // use of `handle` and `pins` by this thread happens before its uses.
-        self.claimed.store(false, seeded::release_order());
-    }
-
-    /// Guards alive through the slot.
-    ///
-    /// # Safety
-    ///
-    /// 1. The calling thread holds the claim.
-    unsafe fn pins(&self) -> usize {
+impl Payload for Participant {
+    unsafe fn users(&self) -> usize {
         // SAFETY: (1) only the claimant touches `pins` (invariant 1).
         self.pins.with(|p| unsafe { *p })
+    }
+
+    fn release_order() -> Ordering {
+        seeded::release_order()
+    }
+
+    fn claim_order() -> Ordering {
+        seeded::claim_order()
     }
 }
 
@@ -125,9 +112,7 @@ impl OwnEpoch {
     /// A new collector with no participant yet.
     pub(crate) fn new() -> Self {
         Self {
-            registry: Arc::new(Registry {
-                head: AtomicPtr::new(ptr::null_mut()),
-            }),
+            registry: Arc::new(Registry::new()),
             collector: Collector::new(),
         }
     }
@@ -135,28 +120,23 @@ impl OwnEpoch {
     /// Pins the calling thread's participant of this domain, claiming one
     /// (and caching it for the thread) on the thread's first use.
     pub(crate) fn pin(&self) -> EpochGuard<'_> {
-        let key: *const Registry = &*self.registry;
         let cached = CACHE
             .try_with(|cache| {
                 // Busy only if a pin runs inside another's claim (an
                 // allocator hook): that one pin goes uncached.
                 let mut cache = cache.try_borrow_mut().ok()?;
-                if let Some(slot) = cache.find(key) {
+                if let Some(slot) = cache.find(&self.registry) {
                     return Some(slot);
                 }
                 let slot = self.claim();
-                match cache.insert(Entry {
-                    registry: self.registry.clone(),
-                    slot,
-                }) {
-                    Ok(()) => Some(slot),
-                    Err(entry) => {
-                        // Every entry is pinned: no room. Give the claim back
-                        // (nothing is pinned through it yet).
-                        // SAFETY: claimed above, never pinned.
-                        unsafe { (*entry.slot).release() };
-                        None
-                    }
+                if cache.insert(&self.registry, Some(&self.registry), slot) {
+                    Some(slot as *const Slot)
+                } else {
+                    // Every entry is pinned: no room. Give the claim back
+                    // (nothing is pinned through it yet).
+                    // SAFETY: claimed above, never pinned.
+                    unsafe { slot.release() };
+                    None
                 }
             })
             .ok()
@@ -170,7 +150,7 @@ impl OwnEpoch {
                 // cache: a slot for this one guard, released when it drops.
                 let slot = self.claim();
                 // SAFETY: as above.
-                unsafe { self.pin_slot(&*slot, true) }
+                unsafe { self.pin_slot(slot, true) }
             }
         }
     }
@@ -184,13 +164,13 @@ impl OwnEpoch {
     unsafe fn pin_slot<'d>(&'d self, slot: &'d Slot, release_on_drop: bool) -> EpochGuard<'d> {
         // SAFETY: (1, 2) invariant 1: ours alone; the domain is alive (we
         // hold `&self`), so its drop has not taken the participant.
-        let guard = slot.handle.with(|h| unsafe {
+        let guard = slot.payload.handle.with(|h| unsafe {
             (*h).as_ref()
                 .expect("an own epoch domain's participant is taken only by its drop")
                 .pin()
         });
         // SAFETY: (1) only the claimant touches `pins`.
-        slot.pins.with_mut(|p| unsafe { *p += 1 });
+        slot.payload.pins.with_mut(|p| unsafe { *p += 1 });
         EpochGuard {
             guard: ManuallyDrop::new(guard),
             slot: Some(slot),
@@ -204,65 +184,17 @@ impl OwnEpoch {
     /// (loom's threads have 32 KiB).
     #[cold]
     #[inline(never)]
-    fn claim(&self) -> *const Slot {
-        // Acquire: pairs with the Release CAS that pushed the slot, so its
-        // `next` is visible.
-        let mut p = self.registry.head.load(Ordering::Acquire);
-        // SAFETY: slots are never freed while the registry lives (invariant
-        // 3), and we hold the registry through `self`.
-        while let Some(slot) = unsafe { p.as_ref() } {
-            // Relaxed: a hint; the CAS decides. Acquire on success: pairs
-            // with the previous claimant's Release in `Slot::release`.
-            if !slot.claimed.load(Ordering::Relaxed)
-                && slot
-                    .claimed
-                    .compare_exchange(false, true, seeded::claim_order(), Ordering::Relaxed)
-                    .is_ok()
-            {
-                return slot;
-            }
-            // SAFETY: `next` is written before the slot is published (the
-            // Acquire above and on each link pairs with that Release).
-            p = slot.next.with(|n| unsafe { *n });
-        }
-        let slot = Box::into_raw(Box::new(Slot {
-            next: UnsafeCell::new(ptr::null_mut()),
-            claimed: AtomicBool::new(true),
+    fn claim(&self) -> &Slot {
+        self.registry.claim(|| Participant {
             pins: UnsafeCell::new(0),
             handle: UnsafeCell::new(Some(self.collector.register())),
-        }));
-        // Relaxed: the CAS below validates it.
-        let mut head = self.registry.head.load(Ordering::Relaxed);
-        loop {
-            // SAFETY: `slot` is not published yet: ours alone.
-            unsafe { (*slot).next.with_mut(|n| *n = head) };
-            // Release: publishes the slot's fields to the Acquire loads of
-            // `claim` and of the domain's drop. Relaxed on failure: retried.
-            match self.registry.head.compare_exchange_weak(
-                head,
-                slot,
-                Ordering::Release,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return slot,
-                Err(now) => head = now,
-            }
-        }
+        })
     }
 
     /// Participants registered so far: at most the number of threads that
     /// used the domain at the same time (released ones are reused).
     pub(crate) fn participants(&self) -> usize {
-        let mut n = 0;
-        // Acquire: pairs with the Release CAS that pushed each slot.
-        let mut p = self.registry.head.load(Ordering::Acquire);
-        // SAFETY: slots live as long as the registry (invariant 3).
-        while let Some(slot) = unsafe { p.as_ref() } {
-            n += 1;
-            // SAFETY: written before publication.
-            p = slot.next.with(|n| unsafe { *n });
-        }
-        n
+        self.registry.len()
     }
 
     /// Flushes the calling thread's garbage to the collector and tries to
@@ -282,38 +214,16 @@ impl Drop for OwnEpoch {
         // use of a participant by another thread happened before this drop
         // (that thread's borrow of the domain ended before it), so the
         // participants are ours (invariant 4).
-        // Acquire: pairs with the Release CAS that pushed each slot.
-        let mut p = self.registry.head.load(Ordering::Acquire);
-        // SAFETY: the registry lives (we hold it); slots are never freed
-        // before it (invariant 3).
-        while let Some(slot) = unsafe { p.as_ref() } {
+        for slot in self.registry.iter() {
             // SAFETY: see above: no other thread uses the participant now
             // or later (the domain is gone for them).
-            let handle = slot.handle.with_mut(|h| unsafe { (*h).take() });
+            let handle = slot.payload.handle.with_mut(|h| unsafe { (*h).take() });
             // Unregisters the participant, pushing its unflushed bag to the
             // collector first.
             drop(handle);
-            // SAFETY: written before publication.
-            p = slot.next.with(|n| unsafe { *n });
         }
         // `self.collector`, dropped next, is now the collector's last
         // reference: its drop runs every deferred reclamation.
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        // Relaxed: the last `Arc` reference's drop already synchronized with
-        // every other holder.
-        let mut p = self.head.load(Ordering::Relaxed);
-        while !p.is_null() {
-            // SAFETY: slots come from `Box::into_raw` in `claim` and are
-            // freed only here, once: nothing else holds the registry.
-            let slot = unsafe { Box::from_raw(p) };
-            // SAFETY: written before publication; the slot is ours now.
-            p = slot.next.with(|n| unsafe { *n });
-            drop(slot);
-        }
     }
 }
 
@@ -347,7 +257,7 @@ impl Drop for EpochGuard<'_> {
         if let Some(slot) = self.slot {
             // SAFETY: this thread holds the claim while a guard pinned
             // through the slot lives (invariant 2).
-            slot.pins.with_mut(|p| unsafe { *p -= 1 });
+            slot.payload.pins.with_mut(|p| unsafe { *p -= 1 });
             if self.release_on_drop {
                 // SAFETY: the claim is this guard's alone, and it was the
                 // slot's only guard.
@@ -357,98 +267,16 @@ impl Drop for EpochGuard<'_> {
     }
 }
 
-/// One cached claim: the registry (kept alive, so its address stays unique)
-/// and the claimed slot in it.
-struct Entry {
-    registry: Arc<Registry>,
-    slot: *const Slot,
-}
-
-/// Claims a thread keeps, one per own domain it used most recently; more
-/// than a thread usually uses at once.
-const KEEP: usize = 8;
-
-/// A thread's claimed slots, keyed by registry.
-struct Cache {
-    entries: [Option<Entry>; KEEP],
-}
-
-impl Cache {
-    const fn new() -> Self {
-        Self {
-            entries: [const { None }; KEEP],
-        }
-    }
-
-    fn find(&self, key: *const Registry) -> Option<*const Slot> {
-        self.entries
-            .iter()
-            .flatten()
-            .find(|e| ptr::eq(&*e.registry, key))
-            .map(|e| e.slot)
-    }
-
-    /// Caches `entry`, evicting (and releasing) an entry with no guard
-    /// alive if the cache is full; gives `entry` back if every entry is
-    /// pinned.
-    fn insert(&mut self, entry: Entry) -> Result<(), Entry> {
-        let free = self.entries.iter().position(Option::is_none).or_else(|| {
-            self.entries.iter().position(|e| {
-                // SAFETY: every entry's slot is claimed by this thread, and
-                // lives while the entry holds its registry (invariant 3).
-                e.as_ref().is_some_and(|e| unsafe { (*e.slot).pins() } == 0)
-            })
-        });
-        let Some(i) = free else {
-            return Err(entry);
-        };
-        if let Some(old) = self.entries[i].replace(entry) {
-            // SAFETY: ours, and no guard is pinned through it (checked).
-            unsafe { (*old.slot).release() };
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Cache {
-    fn drop(&mut self) {
-        // A loom model that failed unwinds its threads' locals after the
-        // execution is gone: the entries' loom objects cannot be touched.
-        #[cfg(loom)]
-        if crate::sync::plain::panicking() {
-            self.entries
-                .iter_mut()
-                .filter_map(Option::take)
-                .for_each(core::mem::forget);
-            return;
-        }
-        // The thread is exiting: give every claim back so that the next
-        // thread reuses the participant instead of registering another.
-        for entry in self.entries.iter_mut().filter_map(Option::take) {
-            // SAFETY: claimed by this thread; the entry keeps the slot alive.
-            if unsafe { (*entry.slot).pins() } == 0 {
-                // SAFETY: ours, with no guard alive.
-                unsafe { (*entry.slot).release() };
-            } else {
-                // A guard of this thread outlives its cache (a guard kept in
-                // another thread-local): the claim must stay held, so the
-                // slot is never reused, and its registry must stay alive.
-                core::mem::forget(entry.registry);
-            }
-        }
-    }
-}
-
 #[cfg(not(loom))]
 thread_local! {
     // No allocation on first use (const), as the hazard shield cache.
-    static CACHE: RefCell<Cache> = const { RefCell::new(Cache::new()) };
+    static CACHE: RefCell<Cache<Participant>> = const { RefCell::new(Cache::new()) };
 }
 
 // Loom's macro takes no `const` block; each model thread gets its own.
 #[cfg(loom)]
 thread_local! {
-    static CACHE: RefCell<Cache> = RefCell::new(Cache::new());
+    static CACHE: RefCell<Cache<Participant>> = RefCell::new(Cache::new());
 }
 
 /// The publishing half of the claim protocol: pairs with `CLAIM`.

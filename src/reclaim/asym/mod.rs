@@ -36,7 +36,7 @@ use crate::stat::SignedStat;
 use crate::sync::{asymmetric, Arc, AtomicPtr, Ordering};
 
 use super::{count_reclaimed, sealed, untagged, Domain, Reclaim};
-use slots::{Registry, Slot};
+use slots::{Registry, SlotClaim};
 
 /// Hazard pointers with an asymmetric fence (the library's own): bounded
 /// garbage like [`Hazard`](super::Hazard), and reads without a hardware
@@ -132,7 +132,7 @@ fn registry(domain: &Domain<AsymHazard>) -> (&Registry, Option<&Arc<Registry>>) 
 #[doc(hidden)]
 pub struct AsymGuard<'d> {
     registry: &'d Registry,
-    slot: &'d Slot,
+    slot: &'d SlotClaim,
     /// The slot's claimant-only cells belong to this thread.
     _not_send: PhantomData<*mut ()>,
 }
@@ -148,24 +148,24 @@ impl Drop for AsymGuard<'_> {
 /// A hazard pointer of [`AsymHazard`]: one of its slot's.
 ///
 /// One word: the slot's address with the hazard's index in the low bits
-/// (a slot is aligned to 128 bytes, and there are at most 8 hazards). With
+/// (a slot is aligned to a cache line, and there are at most 8 hazards). With
 /// two words, the swaps of shields that a hand-over-hand traversal makes
 /// every step went through the stack as two 8-byte stores and one 16-byte
 /// load, which store forwarding cannot serve: half of a list lookup's time.
 #[doc(hidden)]
 pub struct AsymShield<'d> {
-    tagged: *const Slot,
+    tagged: *const SlotClaim,
     /// The slot lives as long as the domain. (The raw pointer keeps the
     /// shield from being `Send`: the slot's claimant-only cells belong to
     /// this thread.)
-    _slot: PhantomData<&'d Slot>,
+    _slot: PhantomData<&'d SlotClaim>,
 }
 
-const _: () = assert!(core::mem::align_of::<Slot>() > slots::HAZARDS);
+const _: () = assert!(core::mem::align_of::<SlotClaim>() > slots::HAZARDS);
 
 impl<'d> AsymShield<'d> {
-    fn new(slot: &'d Slot, index: usize) -> Self {
-        let tagged = (slot as *const Slot).map_addr(|a| a | index);
+    fn new(slot: &'d SlotClaim, index: usize) -> Self {
+        let tagged = (slot as *const SlotClaim).map_addr(|a| a | index);
         Self {
             tagged,
             _slot: PhantomData,
@@ -173,8 +173,8 @@ impl<'d> AsymShield<'d> {
     }
 
     #[inline(always)]
-    fn slot(&self) -> &'d Slot {
-        let mask = core::mem::align_of::<Slot>() - 1;
+    fn slot(&self) -> &'d SlotClaim {
+        let mask = core::mem::align_of::<SlotClaim>() - 1;
         // SAFETY: the address of a slot of the domain, which lives for 'd
         // (invariant 3 of `slots`), with the index cleared.
         unsafe { &*self.tagged.map_addr(|a| a & !mask) }
@@ -182,12 +182,12 @@ impl<'d> AsymShield<'d> {
 
     #[inline(always)]
     fn index(&self) -> usize {
-        self.tagged.addr() & (core::mem::align_of::<Slot>() - 1)
+        self.tagged.addr() & (core::mem::align_of::<SlotClaim>() - 1)
     }
 
     #[inline(always)]
     fn announce(&self, p: *mut u8) {
-        self.slot().announce(self.index(), p);
+        self.slot().payload.announce(self.index(), p);
     }
 }
 
@@ -237,7 +237,7 @@ impl Reclaim for AsymHazard {
         let (registry, arc) = registry(domain);
         let slot = cache::slot_of(registry, arc);
         // SAFETY: `slot_of` returns a slot this thread holds the claim of.
-        unsafe { slot.enter() };
+        unsafe { slot.payload.enter() };
         AsymGuard {
             registry,
             slot,
@@ -248,14 +248,15 @@ impl Reclaim for AsymHazard {
     #[inline]
     fn raw_shield<'d>(guard: &Self::RawGuard<'d>) -> Self::RawShield<'d> {
         // SAFETY: the guard's slot is this thread's (the guard is not Send).
-        let (slot, index) = match unsafe { guard.slot.take_hazard() } {
+        let (slot, index) = match unsafe { guard.slot.payload.take_hazard() } {
             Some(i) => (guard.slot, i),
             None => {
                 // Every hazard of the slot is in use: a slot for this shield.
-                let slot = guard.registry.claim(true);
+                let slot = guard.registry.claim_slot(true);
                 // SAFETY: claimed just now; a claimable slot has every
                 // hazard free (invariant 2 of `slots`).
-                let i = unsafe { slot.take_hazard() }.expect("a fresh claim has free hazards");
+                let i =
+                    unsafe { slot.payload.take_hazard() }.expect("a fresh claim has free hazards");
                 (slot, i)
             }
         };
@@ -348,14 +349,14 @@ impl Reclaim for AsymHazard {
         unsafe {
             guard
                 .registry
-                .retire(guard.slot, ptr.cast(), reclaim_as::<N>)
+                .retire(&guard.slot.payload, ptr.cast(), reclaim_as::<N>)
         }
     }
 
     fn raw_collect(domain: &Domain<Self>) {
         let guard = Self::raw_pin(domain);
         // SAFETY: the guard's slot is this thread's claim in its registry.
-        unsafe { guard.registry.scan(guard.slot) };
+        unsafe { guard.registry.scan(&guard.slot.payload) };
     }
 
     fn raw_held() -> &'static SignedStat {

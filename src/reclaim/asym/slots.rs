@@ -1,17 +1,17 @@
-//! The asymmetric hazard scheme's registry: an append-only lock-free list of
-//! slots, each claimed by one thread at a time and holding that thread's
-//! hazard pointers and the nodes it retired (Michael, "Hazard Pointers:
-//! Safe Memory Reclamation for Lock-Free Objects", 2004: per-thread hazard
-//! records, per-thread retired lists, a scan once a list reaches a
-//! threshold proportional to the number of hazards).
+//! The asymmetric hazard scheme's registry: the claimable records of
+//! `claims` ([`Registry`]), each a slot held by one thread at a time with
+//! that thread's hazard pointers and the nodes it retired (Michael, "Hazard
+//! Pointers: Safe Memory Reclamation for Lock-Free Objects", 2004:
+//! per-thread hazard records, per-thread retired lists, a scan once a list
+//! reaches a threshold proportional to the number of hazards).
 //!
-//! Invariants:
+//! Invariants (1-3 are those of `claims`, for slots):
 //!
 //! 1. A slot's claimant-only cells (`free`, `users`, `one_off`) are used
 //!    only by the thread holding its claim. A claim is taken with an
 //!    `Acquire` CAS and given back with a `Release` store, so successive
 //!    claimants' uses are ordered. `retired` is the claimant's too, and the
-//!    domain's drop's, when no claimant can use it (see `Registry::drain`).
+//!    domain's drop's, when no claimant can use it (see `drain`).
 //! 2. A slot is released only when no guard or shield uses it
 //!    (`users == 0`).
 //! 3. Slots are never removed before the registry is dropped, and the
@@ -31,8 +31,8 @@
 use core::ptr;
 
 use super::seeded;
-use crate::stat::Stat;
-use crate::sync::{asymmetric, AtomicBool, AtomicPtr, Ordering, UnsafeCell};
+use crate::reclaim::claims::{Claim, Claims, Payload};
+use crate::sync::{asymmetric, AtomicPtr, Ordering, UnsafeCell};
 
 /// Hazard pointers per slot: more than any one operation of the
 /// structures holds; a shield beyond them claims a slot of its own. Fewer
@@ -62,14 +62,11 @@ struct RetiredList {
     len: usize,
 }
 
-/// One thread's hazard pointers and retired nodes.
-#[repr(align(128))]
+/// One thread's hazard pointers and retired nodes: the payload of a
+/// claimable record. Aligned to a cache line, so that no other thread's
+/// hazards share it.
+#[repr(align(64))]
 pub(super) struct Slot {
-    /// The slot pushed before this one; written before the slot is
-    /// published, never after.
-    next: UnsafeCell<*mut Slot>,
-    /// Whether a thread holds this slot (invariant 1).
-    claimed: AtomicBool,
     /// The announcements (invariant 4).
     hazards: [AtomicPtr<u8>; HAZARDS],
     /// Bit `i` set: `hazards[i]` is not in use by a shield.
@@ -83,18 +80,29 @@ pub(super) struct Slot {
 }
 
 /// All the slots of one domain.
-pub(super) struct Registry {
-    /// The newest slot; each links to the one pushed before it.
-    head: AtomicPtr<Slot>,
-    /// Slots pushed: sizes the scan threshold (a heuristic, so a `Stat`).
-    slots: Stat,
+pub(super) type Registry = Claims<Slot>;
+
+/// A slot and its claim.
+pub(super) type SlotClaim = Claim<Slot>;
+
+impl Payload for Slot {
+    unsafe fn users(&self) -> usize {
+        // SAFETY: (1) claimant-only (invariant 1).
+        self.users.with(|u| unsafe { *u })
+    }
+
+    fn release_order() -> Ordering {
+        seeded::release_order()
+    }
+
+    fn claim_order() -> Ordering {
+        seeded::claim_order()
+    }
 }
 
 impl Slot {
     fn new() -> Self {
         Self {
-            next: UnsafeCell::new(ptr::null_mut()),
-            claimed: AtomicBool::new(true),
             hazards: core::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
             free: UnsafeCell::new((1 << HAZARDS) - 1),
             users: UnsafeCell::new(0),
@@ -106,28 +114,6 @@ impl Slot {
         }
     }
 
-    /// Gives the claim back.
-    ///
-    /// # Safety
-    ///
-    /// 1. The calling thread holds the claim, and nothing uses the slot
-    ///    (`users == 0`, so every hazard is null).
-    pub(super) unsafe fn release(&self) {
-        // Release: pairs with the Acquire CAS of the next claimant, so this
-        // thread's uses of the claimant-only cells happen before its uses.
-        self.claimed.store(false, seeded::release_order());
-    }
-
-    /// Guards and shields alive through the slot.
-    ///
-    /// # Safety
-    ///
-    /// 1. The calling thread holds the claim.
-    pub(super) unsafe fn users(&self) -> usize {
-        // SAFETY: (1) claimant-only (invariant 1).
-        self.users.with(|u| unsafe { *u })
-    }
-
     /// Counts one more user (a guard or a shield).
     ///
     /// # Safety
@@ -136,25 +122,6 @@ impl Slot {
     pub(super) unsafe fn enter(&self) {
         // SAFETY: (1) claimant-only (invariant 1).
         self.users.with_mut(|u| unsafe { *u += 1 });
-    }
-
-    /// Counts a user gone; releases a one-off claim with its last user.
-    ///
-    /// # Safety
-    ///
-    /// 1. The calling thread holds the claim, and one user it counted is
-    ///    gone (its hazard, if it had one, reset).
-    pub(super) unsafe fn leave(&self) {
-        // SAFETY: (1) claimant-only (invariant 1).
-        let left = self.users.with_mut(|u| unsafe {
-            *u -= 1;
-            *u
-        });
-        // SAFETY: as above.
-        if left == 0 && self.one_off.with(|o| unsafe { *o }) {
-            // SAFETY: ours, with no user left.
-            unsafe { self.release() };
-        }
     }
 
     /// Takes a free hazard of the slot, as a new user.
@@ -175,20 +142,6 @@ impl Slot {
         // SAFETY: (1).
         unsafe { self.enter() };
         Some(i)
-    }
-
-    /// Resets hazard `i` and gives it back, as a user gone.
-    ///
-    /// # Safety
-    ///
-    /// 1. The calling thread holds the claim, and took hazard `i` with
-    ///    `take_hazard`.
-    pub(super) unsafe fn give_hazard(&self, i: usize) {
-        self.announce(i, ptr::null_mut());
-        // SAFETY: (1) claimant-only (invariant 1).
-        self.free.with_mut(|f| unsafe { *f |= 1 << i });
-        // SAFETY: (1), and this user's hazard is reset.
-        unsafe { self.leave() };
     }
 
     /// Announces `p` in hazard `i` (null: protects nothing). Only its
@@ -231,92 +184,58 @@ impl Slot {
     }
 }
 
+impl SlotClaim {
+    /// Counts a user gone; releases a one-off claim with its last user.
+    ///
+    /// # Safety
+    ///
+    /// 1. The calling thread holds the claim, and one user it counted is
+    ///    gone (its hazard, if it had one, reset).
+    pub(super) unsafe fn leave(&self) {
+        // SAFETY: (1) claimant-only (invariant 1).
+        let left = self.payload.users.with_mut(|u| unsafe {
+            *u -= 1;
+            *u
+        });
+        // SAFETY: as above.
+        if left == 0 && self.payload.one_off.with(|o| unsafe { *o }) {
+            // SAFETY: ours, with no user left.
+            unsafe { self.release() };
+        }
+    }
+
+    /// Resets hazard `i` and gives it back, as a user gone.
+    ///
+    /// # Safety
+    ///
+    /// 1. The calling thread holds the claim, and took hazard `i` with
+    ///    `take_hazard`.
+    pub(super) unsafe fn give_hazard(&self, i: usize) {
+        self.payload.announce(i, ptr::null_mut());
+        // SAFETY: (1) claimant-only (invariant 1).
+        self.payload.free.with_mut(|f| unsafe { *f |= 1 << i });
+        // SAFETY: (1), and this user's hazard is reset.
+        unsafe { self.leave() };
+    }
+}
+
 impl Registry {
-    #[cfg(not(loom))]
-    pub(super) const fn new() -> Self {
-        Self {
-            head: AtomicPtr::new(ptr::null_mut()),
-            slots: Stat::new(0),
-        }
-    }
-
-    /// Loom's atomics are not `const`.
-    #[cfg(loom)]
-    pub(super) fn new() -> Self {
-        Self {
-            head: AtomicPtr::new(ptr::null_mut()),
-            slots: Stat::new(0),
-        }
-    }
-
     /// Claims a free slot, or pushes a new one, for a thread's cache
     /// (`one_off` false) or for one guard or shield.
     #[cold]
-    pub(super) fn claim(&self, one_off: bool) -> &Slot {
+    pub(super) fn claim_slot(&self, one_off: bool) -> &SlotClaim {
         // Registers for `membarrier` before the thread's first announcement,
         // so that its readers skip the hardware fence from the start.
         let _ = asymmetric::uses_membarrier();
-        let slot = self.claim_raw();
+        let c = self.claim(Slot::new);
         // SAFETY: claimed just now (invariant 1).
-        slot.one_off.with_mut(|o| unsafe { *o = one_off });
-        slot
-    }
-
-    fn claim_raw(&self) -> &Slot {
-        // Acquire: pairs with the Release CAS that pushed each slot, so its
-        // `next` is visible.
-        let mut p = self.head.load(Ordering::Acquire);
-        // SAFETY: slots live as long as the registry (invariant 3).
-        while let Some(slot) = unsafe { p.as_ref() } {
-            // Relaxed: a hint; the CAS decides. Acquire on success: pairs
-            // with the previous claimant's Release in `Slot::release`.
-            if !slot.claimed.load(Ordering::Relaxed)
-                && slot
-                    .claimed
-                    .compare_exchange(false, true, seeded::claim_order(), Ordering::Relaxed)
-                    .is_ok()
-            {
-                return slot;
-            }
-            // SAFETY: written before the slot was published.
-            p = slot.next.with(|n| unsafe { *n });
-        }
-        let slot = Box::into_raw(Box::new(Slot::new()));
-        self.slots.fetch_add(1);
-        // Relaxed: the CAS below validates it.
-        let mut head = self.head.load(Ordering::Relaxed);
-        loop {
-            // SAFETY: not published yet: ours alone.
-            unsafe { (*slot).next.with_mut(|n| *n = head) };
-            // Release: publishes the slot's fields to the Acquire loads of
-            // `claim_raw`, scans and the drop. Relaxed on failure: retried.
-            match self
-                .head
-                .compare_exchange_weak(head, slot, Ordering::Release, Ordering::Relaxed)
-            {
-                // SAFETY: published, never freed before the registry.
-                Ok(_) => return unsafe { &*slot },
-                Err(now) => head = now,
-            }
-        }
+        c.payload.one_off.with_mut(|o| unsafe { *o = one_off });
+        c
     }
 
     /// Every slot, newest first.
     fn slots(&self) -> impl Iterator<Item = &Slot> {
-        // Acquire: pairs with the Release CAS that pushed each slot.
-        let mut p = self.head.load(Ordering::Acquire);
-        core::iter::from_fn(move || {
-            // SAFETY: slots live as long as the registry (invariant 3).
-            let slot = unsafe { p.as_ref()? };
-            // SAFETY: written before the slot was published.
-            p = slot.next.with(|n| unsafe { *n });
-            Some(slot)
-        })
-    }
-
-    /// Slots pushed so far.
-    pub(super) fn len(&self) -> usize {
-        self.slots.load()
+        self.iter().map(|c| &c.payload)
     }
 
     /// Retires `ptr` into `slot`'s list, and scans once the list is long
@@ -432,25 +351,6 @@ impl Registry {
                 // SAFETY: (1) no reader can reach it; freed once, here.
                 unsafe { (r.reclaim)(r.ptr) };
             }
-        }
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        // Relaxed: the last owner's drop already synchronized with every
-        // other holder (the `Arc`'s count), or the registry is a static.
-        let mut p = self.head.load(Ordering::Relaxed);
-        while !p.is_null() {
-            // SAFETY: slots come from `Box::into_raw` in `claim_raw` and are
-            // freed only here, once: nothing else holds the registry.
-            let slot = unsafe { Box::from_raw(p) };
-            // SAFETY: written before publication; the slot is ours now.
-            p = slot.next.with(|n| unsafe { *n });
-            // The domain's drop drained the retired lists first.
-            // SAFETY: the slot is ours (above).
-            debug_assert!(slot.retired.with(|l| unsafe { (*l).head.is_null() }));
-            drop(slot);
         }
     }
 }
