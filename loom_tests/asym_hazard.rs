@@ -127,7 +127,7 @@ fn two_threads_one_read_each() -> usize {
     a.join().unwrap();
     b.join().unwrap();
     // SAFETY: never published to a reclaimer; freed once, here.
-    drop(unsafe { Box::from_raw(slot.load(Ordering::Relaxed)) });
+    drop(unsafe { Box::from_raw(slot.load(Ordering::Relaxed)) }); // after the joins
     domain.slots().expect("an own domain")
 }
 

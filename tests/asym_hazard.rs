@@ -54,13 +54,14 @@ fn protected_node_survives_scans_until_its_shield_moves_own() {
     let mut shield = guard.shield();
     assert_eq!(shield.protect(&slot), node);
     // Unlink and retire it, then make this thread scan many times over.
+    // Release: the unlink; no other thread reads `slot` here.
     slot.store(std::ptr::null_mut(), Ordering::Release);
     // SAFETY: unlinked above, retired once, from `Box`.
     unsafe { guard.retire(node) };
     retire_fresh(&domain, &freed, 500);
     domain.collect();
     assert_eq!(
-        freed.load(Ordering::Relaxed),
+        freed.load(Ordering::Relaxed), // this thread's own scans wrote it
         500,
         "only the protected node is left"
     );
@@ -68,6 +69,7 @@ fn protected_node_survives_scans_until_its_shield_moves_own() {
     assert!(std::ptr::eq(unsafe { (*node).0 }, &freed));
     shield.reset();
     domain.collect();
+    // Relaxed: written by this thread's own scans.
     assert_eq!(freed.load(Ordering::Relaxed), 501);
     drop((shield, guard));
 }
@@ -91,13 +93,14 @@ fn shields_beyond_a_slot_protect_and_give_their_slot_back_own() {
         })
         .collect();
     for n in &nodes {
+        // AcqRel: the unlink; single-threaded, so nothing to pair with.
         let p = n.swap(std::ptr::null_mut(), Ordering::AcqRel);
         // SAFETY: unlinked, retired once, from `Box`.
         unsafe { guard.retire(p) };
     }
     domain.collect();
     assert_eq!(
-        freed.load(Ordering::Relaxed),
+        freed.load(Ordering::Relaxed), // this thread's own scans wrote it
         0,
         "a protected node was freed"
     );
@@ -105,6 +108,7 @@ fn shields_beyond_a_slot_protect_and_give_their_slot_back_own() {
     assert!(slots > 1, "the extra shields claimed slots of their own");
     drop(shields);
     domain.collect();
+    // Relaxed: written by this thread's own scans.
     assert_eq!(freed.load(Ordering::Relaxed), 20);
     drop(guard);
     // The extra slots were given back: another round claims no more.
